@@ -1,0 +1,1 @@
+"""Dagster assets: the OLTP source tables and one asset per OLAP table."""

@@ -1,0 +1,206 @@
+"""`analytics-pipeline`: the project's command line.
+
+analytics-pipeline demo       load demo data and run the main job on it (embedded by default)
+analytics-pipeline dev        the Dagster UI and daemon (`dagster dev`) on the same databases
+analytics-pipeline migrate    create or upgrade the OLAP `analytics` schema
+analytics-pipeline generate   load the synthetic dataset into OLTP (size knobs, seed)
+analytics-pipeline embedded   status / stop of the embedded PostgreSQL
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from analytics_pipeline.errors import AnalyticsPipelineError, ConfigurationError
+
+
+def _size_args(p: argparse.ArgumentParser, *, tenants: int, days: int, per_day: int) -> None:
+    p.add_argument("--tenants", type=int, default=tenants, help=f"tenants (default {tenants})")
+    p.add_argument("--days", type=int, default=days, help=f"days of history (default {days})")
+    p.add_argument(
+        "--emails-per-day",
+        type=int,
+        default=per_day,
+        help=f"average emails per tenant per day (default {per_day})",
+    )
+    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    p.add_argument(
+        "--end-date",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="last UTC day with data, YYYY-MM-DD (default: yesterday)",
+    )
+
+
+def _size(args: argparse.Namespace):
+    from analytics_pipeline.demo.generator import DemoSize
+
+    return DemoSize(
+        tenants=args.tenants,
+        days=args.days,
+        emails_per_day=args.emails_per_day,
+        seed=args.seed,
+        end_date=args.end_date,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from analytics_pipeline.demo.run import run_demo
+    from analytics_pipeline.runtime import environment
+
+    size = _size(args)
+    with environment() as settings:
+        run_demo(settings, size, log_level="DEBUG" if args.verbose else "WARNING")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from analytics_pipeline.demo.loader import load_demo
+    from analytics_pipeline.runtime import environment
+
+    size = _size(args)
+    with environment(need_dagster_home=False) as settings:
+        engine = sa.create_engine(settings.oltp_url)
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            report = load_demo(conn, size)
+        engine.dispose()
+    if report is None:
+        print("that dataset is already loaded; nothing to do")
+    else:
+        rows = ", ".join(f"{k} {v:,}" for k, v in report.rows.items())
+        print(f"loaded in {time.perf_counter() - started:.1f}s: {rows}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from analytics_pipeline.runtime import environment
+    from analytics_pipeline.warehouse.migrate import upgrade
+
+    with environment(need_dagster_home=False) as settings:
+        engine = sa.create_engine(settings.olap_url)
+        with engine.begin() as conn:
+            done = upgrade(conn)
+        engine.dispose()
+    print("\n".join(done) if done else "the OLAP schema is up to date")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from analytics_pipeline.runtime import WORKSPACE_YAML, environment, project_file
+    from analytics_pipeline.sources.schema import oltp_schema_exists
+    from analytics_pipeline.tenants import oltp_tenant_ids, sync_tenants
+    from analytics_pipeline.warehouse.migrate import upgrade
+
+    workspace = project_file(WORKSPACE_YAML)
+    with environment() as settings:
+        olap = sa.create_engine(settings.olap_url)
+        with olap.begin() as conn:
+            upgrade(conn)
+        olap.dispose()
+        oltp = sa.create_engine(settings.oltp_url)
+        with oltp.connect() as conn:
+            if oltp_schema_exists(conn):
+                synced = sync_tenants(dg.DagsterInstance.get(), oltp_tenant_ids(conn))
+                for tenant_id, why in synced.invalid.items():
+                    print(f"skipped tenant {tenant_id!r}: {why}", file=sys.stderr)
+            else:
+                print(
+                    "the OLTP database has no tables yet: run `analytics-pipeline demo` to load "
+                    "demo data",
+                    file=sys.stderr,
+                )
+        oltp.dispose()
+        dagster = Path(sys.executable).with_name("dagster")
+        cmd = [str(dagster), "dev", "-w", str(workspace), *args.dagster_args]
+        child = subprocess.Popen(cmd)
+
+        def _forward(signum: int, _frame: object) -> None:
+            child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, _forward)
+        signal.signal(signal.SIGINT, _forward)
+        # Leaving the `with` stops the embedded server, once dagster dev has exited.
+        return child.wait()
+
+
+def cmd_embedded(args: argparse.Namespace) -> int:
+    from analytics_pipeline.embedded.server import EmbeddedPostgres
+    from analytics_pipeline.runtime import state_home
+
+    server = EmbeddedPostgres(state_home() / "postgres")
+    if args.action == "status":
+        print(f"{'running' if server.is_running() else 'not running'} ({server.data})")
+    elif args.action == "stop":
+        print("stopped" if server.force_stop() else "was not running")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="analytics-pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="load demo data and materialize every demo partition")
+    _size_args(p, tenants=5, days=90, per_day=700)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("generate", help="load synthetic OLTP data (COPY), deterministic by seed")
+    _size_args(p, tenants=5, days=90, per_day=700)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("migrate", help="create or upgrade the OLAP analytics schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("dev", help="run `dagster dev` (UI and daemon) on the project's databases")
+    p.add_argument(
+        "dagster_args", nargs=argparse.REMAINDER, help="passed to dagster dev, e.g. -- -p 3001"
+    )
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("embedded", help="the embedded PostgreSQL server")
+    p.add_argument("action", choices=["status", "stop"])
+    p.set_defaults(func=cmd_embedded)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "dagster_args", None) and args.dagster_args[0] == "--":
+        args.dagster_args = args.dagster_args[1:]
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        warnings.filterwarnings("ignore", module="dagster")
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    from analytics_pipeline.embedded.server import install_sigterm_handler
+
+    install_sigterm_handler()
+    try:
+        return args.func(args)
+    except (AnalyticsPipelineError, ConfigurationError) as exc:
+        print(f"analytics-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

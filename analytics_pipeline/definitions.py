@@ -1,0 +1,40 @@
+"""The single wiring point: every asset, resource, job, schedule and sensor of the project."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from analytics_pipeline.assets.rollups import build_rollup_asset
+from analytics_pipeline.assets.sources import source_specs
+from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
+from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.settings import OLAP_URL_ENV, OLTP_URL_ENV
+
+rollup_assets = [build_rollup_asset(r) for r in REGISTRY]
+
+refresh_analytics_job = dg.define_asset_job(
+    name="refresh_analytics",
+    selection=dg.AssetSelection.assets(*rollup_assets),
+    description="Recompute every OLAP table for the run's (tenant, date) partitions.",
+)
+
+
+def _resources() -> dict[str, dg.ConfigurableResource]:
+    # OLAP_DATABASE_URL defaults to the OLTP database (the contract); EnvVar keeps the URLs (and
+    # their passwords) out of the code and out of the UI.
+    olap_env = OLAP_URL_ENV if os.environ.get(OLAP_URL_ENV) else OLTP_URL_ENV
+    return {
+        "oltp": OltpDatabase(
+            url=dg.EnvVar(OLTP_URL_ENV), application_name="analytics_pipeline:oltp"
+        ),
+        "olap": OlapDatabase(url=dg.EnvVar(olap_env), application_name="analytics_pipeline:olap"),
+    }
+
+
+defs = dg.Definitions(
+    assets=[*source_specs, *rollup_assets],
+    jobs=[refresh_analytics_job],
+    resources=_resources(),
+)

@@ -1,0 +1,1 @@
+"""A deterministic synthetic OLTP dataset, for the demo, tests and benchmarks."""

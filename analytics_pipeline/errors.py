@@ -1,0 +1,39 @@
+"""The project's own exceptions.
+
+Every message names what was wrong (the table, tenant, date or value) and what to do about it, so
+that a failed run in the Dagster UI can be acted on without reading the code.
+"""
+
+from __future__ import annotations
+
+
+class AnalyticsPipelineError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigurationError(AnalyticsPipelineError):
+    """A setting (environment variable, resource field, CLI option) has a value we cannot use."""
+
+
+class InvalidPartitionKeyError(AnalyticsPipelineError, ValueError):
+    """A tenant id or (tenant, date) partition key that Dagster or the tables cannot hold."""
+
+
+class SchemaError(AnalyticsPipelineError):
+    """A database lacks the tables or columns the pipeline expects, or has an unknown version."""
+
+
+class RollupError(AnalyticsPipelineError):
+    """Computing or writing an OLAP table failed; the previous rows were left in place."""
+
+
+class DataQualityError(RollupError):
+    """Freshly computed rows broke an invariant; the transaction was rolled back."""
+
+
+class EmbeddedPostgresError(AnalyticsPipelineError):
+    """The embedded PostgreSQL server could not be started, attached to or stopped."""
+
+
+class DemoDataError(AnalyticsPipelineError):
+    """The demo generator refused to write, or was given sizes it cannot produce."""

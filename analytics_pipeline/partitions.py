@@ -1,0 +1,153 @@
+"""The (tenant, date) partitions every OLAP asset shares.
+
+Tenants are a dynamic dimension stored in the Dagster instance; dates are UTC days. Dagster joins
+multi-partition keys with `|` and accepts a dynamic key holding one silently, which corrupts every
+key built from it; the default filesystem IO manager also fails on empty or long keys. So tenant
+ids pass `validate_tenant_id` before they become partitions, and nothing else adds them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+from analytics_pipeline.errors import ConfigurationError, InvalidPartitionKeyError
+
+TENANT_DIMENSION = "tenant"
+DATE_DIMENSION = "date"
+TENANTS_PARTITIONS_NAME = "tenants"
+
+# Letters, digits, '_' and '-', starting with a letter or digit, at most 64 characters: safe in
+# Dagster keys, URLs, file names and log lines alike.
+TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+START_DATE_ENV = "ANALYTICS_PARTITIONS_START"
+DEFAULT_START_DATE = "2024-01-01"
+
+
+def validate_tenant_id(tenant_id: object) -> str:
+    """Return `tenant_id` if it can be a partition key, else raise naming the value and the rule."""
+    if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
+        raise InvalidPartitionKeyError(
+            f"tenant id {tenant_id!r} cannot be a partition key: it must match "
+            f"{TENANT_ID_PATTERN.pattern} (1-64 letters, digits, '_' or '-', starting with a "
+            "letter or digit). Rename the tenant in OLTP or map it to a valid key; it was not "
+            "added."
+        )
+    return tenant_id
+
+
+def _start_date() -> str:
+    raw = os.environ.get(START_DATE_ENV, DEFAULT_START_DATE)
+    try:
+        dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{START_DATE_ENV}={raw!r} is not a date; use YYYY-MM-DD (the first day partitions "
+            "exist for)"
+        ) from None
+    return raw
+
+
+tenant_partitions = dg.DynamicPartitionsDefinition(name=TENANTS_PARTITIONS_NAME)
+
+# end_offset=1 makes today's partition exist, so the current day can be refreshed during the day.
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=_start_date(), timezone="UTC", end_offset=1
+)
+
+tenant_daily_partitions = dg.MultiPartitionsDefinition(
+    {TENANT_DIMENSION: tenant_partitions, DATE_DIMENSION: daily_partitions}
+)
+
+
+@dataclass(frozen=True, order=True)
+class TenantDay:
+    """One (tenant, UTC date) partition."""
+
+    tenant_id: str
+    day: dt.date
+
+    def partition_key(self) -> dg.MultiPartitionKey:
+        return dg.MultiPartitionKey(
+            {TENANT_DIMENSION: self.tenant_id, DATE_DIMENSION: self.day.isoformat()}
+        )
+
+
+def parse_partition_keys(keys: Iterable[str | dg.MultiPartitionKey]) -> list[TenantDay]:
+    """Turn Dagster multi-partition keys into sorted, de-duplicated `TenantDay`s.
+
+    Every key is validated again: a run may be launched with a hand-typed key.
+    """
+    out: set[TenantDay] = set()
+    for key in keys:
+        dims = (
+            key.keys_by_dimension
+            if isinstance(key, dg.MultiPartitionKey)
+            else tenant_daily_partitions.get_partition_key_from_str(key).keys_by_dimension
+        )
+        tenant = validate_tenant_id(dims[TENANT_DIMENSION])
+        try:
+            day = dt.date.fromisoformat(dims[DATE_DIMENSION])
+        except ValueError:
+            raise InvalidPartitionKeyError(
+                f"partition key {str(key)!r} has date {dims[DATE_DIMENSION]!r}, not YYYY-MM-DD"
+            ) from None
+        out.add(TenantDay(tenant, day))
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class TenantWindow:
+    """A run of consecutive days of one tenant: [first_day, end_day)."""
+
+    tenant_id: str
+    first_day: dt.date
+    end_day: dt.date
+
+    @property
+    def days(self) -> int:
+        return (self.end_day - self.first_day).days
+
+
+def to_windows(partitions: Sequence[TenantDay]) -> list[TenantWindow]:
+    """Collapse partitions into the fewest per-tenant runs of consecutive days.
+
+    A rectangle of tenants x days becomes one window per tenant, so SQL over a whole backfill is a
+    handful of index range scans instead of one probe per partition.
+    """
+    windows: list[TenantWindow] = []
+    for p in sorted(set(partitions)):
+        last = windows[-1] if windows else None
+        if last and last.tenant_id == p.tenant_id and last.end_day == p.day:
+            windows[-1] = TenantWindow(p.tenant_id, last.first_day, p.day + dt.timedelta(days=1))
+        else:
+            windows.append(TenantWindow(p.tenant_id, p.day, p.day + dt.timedelta(days=1)))
+    return windows
+
+
+def range_tags(first: TenantDay, last: TenantDay) -> dict[str, str]:
+    """Run tags for one run over the rectangle from `first` to `last` (tenant order as added)."""
+    return {
+        "dagster/asset_partition_range_start": str(first.partition_key()),
+        "dagster/asset_partition_range_end": str(last.partition_key()),
+    }
+
+
+def add_tenants(instance: dg.DagsterInstance, tenant_ids: Iterable[str]) -> list[str]:
+    """Register tenant partitions, refusing the whole batch if any id is invalid.
+
+    Returns the ids that were new. Validation happens before anything is written, so a bad id
+    never leaves a half-added batch behind.
+    """
+    ids = [validate_tenant_id(t) for t in tenant_ids]
+    existing = set(instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME))
+    new = [t for t in dict.fromkeys(ids) if t not in existing]
+    if new:
+        instance.add_dynamic_partitions(TENANTS_PARTITIONS_NAME, new)
+    return new

@@ -1,0 +1,142 @@
+"""The OLTP and OLAP databases as Dagster resources over a pooled SQLAlchemy engine.
+
+`OltpDatabase` can only hand out read-only, repeatable-read transactions: the product's database
+is read by construction, never written. `OlapDatabase` hands out ordinary transactions that
+commit on success and roll back on any error, so a failed rollup leaves the old rows in place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field, PrivateAttr, field_validator
+
+from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.settings import normalize_database_url, redact, same_database
+
+_WORK_MEM = re.compile(r"^[1-9][0-9]*(kB|MB|GB)$")
+
+
+class _PostgresResource(dg.ConfigurableResource):
+    url: str = Field(
+        description=(
+            "SQLAlchemy URL of the database, normally from an environment variable "
+            "(dg.EnvVar) so the password is neither stored in code nor shown in the UI."
+        )
+    )
+    statement_timeout_ms: int = Field(
+        default=30 * 60 * 1000,
+        ge=0,
+        description="Server-side statement_timeout in milliseconds (0 disables it).",
+    )
+    lock_timeout_ms: int = Field(
+        default=60 * 1000,
+        ge=0,
+        description="How long a statement may wait for a lock, in milliseconds (0: forever).",
+    )
+    work_mem: str = Field(
+        default="64MB",
+        description="PostgreSQL work_mem for this pipeline's sessions (e.g. 64MB): memory per "
+        "sort or hash before it spills to disk.",
+    )
+    pool_size: int = Field(default=2, ge=1, le=50, description="Connections kept in the pool.")
+    application_name: str = Field(
+        default="analytics_pipeline",
+        description="Shown in pg_stat_activity, so DBAs can tell the pipeline's sessions apart.",
+    )
+
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+
+    @field_validator("work_mem")
+    @classmethod
+    def _check_work_mem(cls, value: str) -> str:
+        if not _WORK_MEM.match(value):
+            raise ValueError(
+                f"work_mem {value!r} is not a PostgreSQL memory size; use a whole number with "
+                "kB, MB or GB, e.g. '64MB'"
+            )
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> sa.URL:
+        return normalize_database_url(self.url, setting=f"{type(self).__name__}.url")
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked: the only form that may be logged."""
+        return redact(self.sqlalchemy_url)
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = sa.create_engine(
+                self.sqlalchemy_url,
+                pool_size=self.pool_size,
+                max_overflow=0,
+                pool_pre_ping=True,
+                connect_args={
+                    "application_name": self.application_name,
+                    # Every session works in UTC, so a "day" never depends on the server's zone.
+                    "options": (
+                        f"-c statement_timeout={self.statement_timeout_ms} "
+                        f"-c lock_timeout={self.lock_timeout_ms} "
+                        f"-c work_mem={self.work_mem} -c TimeZone=UTC"
+                    ),
+                },
+            )
+        return self._engine
+
+    def is_same_database(self, other: _PostgresResource) -> bool:
+        """Whether both resources point at one database, so rows need not leave it."""
+        return same_database(self.sqlalchemy_url, other.sqlalchemy_url)
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.dispose()
+
+    def _check_reachable(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.OperationalError as exc:
+            raise ConfigurationError(
+                f"cannot connect to {self.display_url}: {exc.orig or exc}. Check that the server "
+                "runs and that the URL's host, port, database and credentials are right."
+            ) from None
+
+
+class OltpDatabase(_PostgresResource):
+    """The product's OLTP database: the pipeline's source, only ever read."""
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[sa.Connection]:
+        """A read-only, repeatable-read transaction: one consistent snapshot for every query in it.
+
+        Any attempt to write inside it fails in PostgreSQL itself ("cannot execute ... in a
+        read-only transaction"); this resource offers no other way in.
+        """
+        with (
+            self.engine.connect().execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            ) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
+
+class OlapDatabase(_PostgresResource):
+    """The OLAP database holding the `analytics` schema that dashboards read."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A read-write transaction, committed on success and rolled back on any exception."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn

@@ -1,0 +1,1 @@
+"""Rollups: each OLAP table as one declarative definition, and the machinery that refreshes them."""

@@ -1,0 +1,96 @@
+"""SQL building blocks shared by every rollup's SELECT.
+
+A run's partitions arrive as *windows*: per tenant, a run of consecutive UTC days. They are bound
+as five arrays and unnested into a relation, so one statement serves one partition or thousands,
+and a source table is probed with one index range scan per window, on the raw timestamp column
+(`sent_at >= starts_at AND sent_at < ends_at`), never on an expression such as DATE(sent_at) that
+would hide the index.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from analytics_pipeline.partitions import TenantWindow
+
+_TS = sa.TIMESTAMP(timezone=True)
+_WINDOW_ARRAYS = {
+    "w_tenant_id": sa.Text,
+    "w_first_day": sa.Date,
+    "w_end_day": sa.Date,
+    "w_starts_at": _TS,
+    "w_ends_at": _TS,
+}
+
+
+class Windows:
+    """The run's windows as a relation `w(tenant_id, first_day, end_day, starts_at, ends_at)`.
+
+    Each rollup SELECT joins its source to `self.relation` and keeps rows inside a window.
+    """
+
+    def __init__(self, alias: str = "w") -> None:
+        fn = sa.func.unnest(
+            *(sa.bindparam(name, type_=ARRAY(t)) for name, t in _WINDOW_ARRAYS.items())
+        )
+        self.relation = fn.table_valued(
+            sa.column("tenant_id", sa.Text),
+            sa.column("first_day", sa.Date),
+            sa.column("end_day", sa.Date),
+            sa.column("starts_at", _TS),
+            sa.column("ends_at", _TS),
+        ).render_derived(name=alias)
+
+    @property
+    def c(self):
+        return self.relation.c
+
+    def contains(self, tenant_col: sa.ColumnElement, ts_col: sa.ColumnElement) -> sa.ColumnElement:
+        """`ts_col` (a timestamptz) falls on one of the window's days, for the window's tenant."""
+        return sa.and_(
+            tenant_col == self.c.tenant_id,
+            ts_col >= self.c.starts_at,
+            ts_col < self.c.ends_at,
+        )
+
+    def contains_day(self, tenant_col: sa.ColumnElement, date_col: sa.ColumnElement):
+        """`date_col` (a date) is one of the window's days, for the window's tenant."""
+        return sa.and_(
+            tenant_col == self.c.tenant_id,
+            date_col >= self.c.first_day,
+            date_col < self.c.end_day,
+        )
+
+
+def _utc_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def window_params(windows: Sequence[TenantWindow]) -> dict[str, list]:
+    """The bound values for `Windows`: five parallel arrays, one element per window."""
+    return {
+        "w_tenant_id": [w.tenant_id for w in windows],
+        "w_first_day": [w.first_day for w in windows],
+        "w_end_day": [w.end_day for w in windows],
+        "w_starts_at": [_utc_midnight(w.first_day) for w in windows],
+        "w_ends_at": [_utc_midnight(w.end_day) for w in windows],
+    }
+
+
+def utc_day(ts: sa.ColumnElement) -> sa.ColumnElement:
+    """The UTC date of a timestamptz, whatever the session's time zone."""
+    # A literal, not a bound parameter: the same expression must appear in SELECT and GROUP BY,
+    # and two parameters ($1, $2) would make them different expressions to PostgreSQL.
+    return sa.cast(sa.func.timezone(sa.literal_column("'UTC'"), ts), sa.Date)
+
+
+def count_all(name: str) -> sa.Label:
+    return sa.func.count().label(name)
+
+
+def count_where(condition: sa.ColumnElement[bool], name: str) -> sa.Label:
+    return sa.func.count().filter(condition).label(name)

@@ -1,0 +1,80 @@
+"""Process set-up shared by the command line: database URLs, the embedded default, DAGSTER_HOME.
+
+Each of OLTP_DATABASE_URL and DAGSTER_PG_URL that is not set falls back to the embedded
+PostgreSQL, which is then started (or attached to) for the life of the command; OLAP_DATABASE_URL
+falls back to the OLTP URL. The resolved URLs are exported, so every child process (the Dagster
+webserver, daemon and run workers) sees the same databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from analytics_pipeline.embedded.server import DAGSTER_DATABASE, EmbeddedPostgres
+from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.settings import (
+    DAGSTER_PG_URL_ENV,
+    HOME_ENV,
+    OLTP_URL_ENV,
+    DatabaseSettings,
+    redact,
+)
+
+log = logging.getLogger(__name__)
+
+DAGSTER_YAML = "dagster.yaml"
+WORKSPACE_YAML = "workspace.yaml"
+
+
+def state_home() -> Path:
+    """Where local state lives: $ANALYTICS_PIPELINE_HOME, else ./.analytics_pipeline."""
+    return Path(os.environ.get(HOME_ENV) or Path.cwd() / ".analytics_pipeline").resolve()
+
+
+def project_file(name: str) -> Path:
+    """A top-level project file (dagster.yaml, workspace.yaml) in the working folder."""
+    path = Path.cwd() / name
+    if not path.exists():
+        raise ConfigurationError(
+            f"{name} not found in {Path.cwd()}: run analytics-pipeline from the project's folder "
+            "(where pyproject.toml, dagster.yaml and workspace.yaml are)"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def environment(*, need_dagster_home: bool = True) -> Iterator[DatabaseSettings]:
+    """Resolve (and export) the databases for this command; stop the embedded server after."""
+    home = state_home()
+    embedded: EmbeddedPostgres | None = None
+    if not os.environ.get(OLTP_URL_ENV) or not os.environ.get(DAGSTER_PG_URL_ENV):
+        embedded = EmbeddedPostgres(home / "postgres")
+        embedded.start()
+        os.environ.setdefault(OLTP_URL_ENV, embedded.url())
+        os.environ.setdefault(DAGSTER_PG_URL_ENV, embedded.url(DAGSTER_DATABASE))
+    try:
+        settings = DatabaseSettings.from_env()
+        # Children read the variable itself: hand them the driver dagster-postgres needs.
+        os.environ[DAGSTER_PG_URL_ENV] = settings.dagster_url.render_as_string(hide_password=False)
+        if need_dagster_home and not os.environ.get("DAGSTER_HOME"):
+            dagster_home = home / "dagster_home"
+            dagster_home.mkdir(parents=True, exist_ok=True)
+            # The project's dagster.yaml is the configuration; DAGSTER_HOME only holds a copy of
+            # it next to Dagster's local files, which stay out of the source tree.
+            shutil.copyfile(project_file(DAGSTER_YAML), dagster_home / DAGSTER_YAML)
+            os.environ["DAGSTER_HOME"] = str(dagster_home)
+        log.info(
+            "OLTP %s, OLAP %s, Dagster %s",
+            redact(settings.oltp_url),
+            redact(settings.olap_url),
+            redact(settings.dagster_url),
+        )
+        yield settings
+    finally:
+        if embedded is not None:
+            embedded.stop()
