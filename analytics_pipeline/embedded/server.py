@@ -206,14 +206,18 @@ class EmbeddedPostgres:
     def _run(self, program: str, *args: str) -> str:
         cmd = [str(_bin_dir() / program), *args]
         try:
+            user = self._run_as()
+            # user= alone keeps root's groups, and a folder's group bits (root, ---) would then
+            # apply instead of its o+x: switch group and supplementary groups as well.
+            identity = {"user": user, "group": user, "extra_groups": []} if user else {}
             done = subprocess.run(
                 cmd,
                 check=True,
                 capture_output=True,
                 text=True,
-                user=self._run_as(),
                 timeout=120,
                 stdin=subprocess.DEVNULL,
+                **identity,
             )
         except subprocess.CalledProcessError as exc:
             tail = ""

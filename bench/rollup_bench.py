@@ -1,0 +1,281 @@
+"""Benchmark: the pipeline's rollup against the raw SQL statement and the seed's approach.
+
+All three run on the same generated OLTP data in one invocation, so their ratios are comparable:
+
+- raw:      one hand-written DELETE + INSERT ... SELECT ... GROUP BY over the whole range, in one
+            transaction (what a DBA would type; the floor for doing this in PostgreSQL);
+- pipeline: `refresh()` over every (tenant, date) partition of the range, as the asset runs it;
+- seed:     the earlier system's approach: one query per partition filtered on DATE(sent_at),
+            then one upsert round trip per output row (keyed on the full grain, so that its
+            result is comparable; the seed's own key, campaign_id alone, was a bug);
+- dagster:  (with --dagster) the whole Dagster run over the same range on a PostgreSQL-backed
+            instance, which adds Dagster's per-partition bookkeeping.
+
+Each contender writes analytics.campaign_analytics; the results are checked to be identical.
+Usage (figures in docs/PERFORMANCE.md):
+
+    .venv/bin/python bench/rollup_bench.py --tenants 10 --days 90 --emails-per-day 5556
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from analytics_pipeline.demo.generator import DemoSize
+from analytics_pipeline.demo.loader import load_demo
+from analytics_pipeline.partitions import TenantDay
+from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
+from analytics_pipeline.rollups.engine import refresh
+from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
+from analytics_pipeline.warehouse.migrate import upgrade
+
+ADMIN_URL = os.environ.get(
+    "ANALYTICS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+# The statements are spelled out in full on purpose: "raw" means no machinery at all.
+RAW_DELETE = sa.text("""
+DELETE FROM analytics.campaign_analytics
+WHERE tenant_id = ANY(:tenants) AND date >= :first AND date <= :last
+""")
+RAW_INSERT = sa.text("""
+INSERT INTO analytics.campaign_analytics (tenant_id, date, campaign_id, sent, delivered,
+    opened_tracked, clicked_tracked, replied,
+    bounced, unsubscribed, spam_complaints)
+SELECT tenant_id, (sent_at AT TIME ZONE 'UTC')::date, campaign_id,
+    count(*),
+    count(*) FILTER (WHERE status = 'delivered'),
+    count(*) FILTER (WHERE opened IS NOT NULL),
+    count(*) FILTER (WHERE clicked IS NOT NULL),
+    count(*) FILTER (WHERE replied IS NOT NULL),
+    count(*) FILTER (WHERE bounce_type IS NOT NULL),
+    count(*) FILTER (WHERE unsubscribed IS NOT NULL),
+    count(*) FILTER (WHERE complaint IS NOT NULL)
+FROM emails
+WHERE tenant_id = ANY(:tenants) AND sent_at >= :lo AND sent_at < :hi
+GROUP BY 1, 2, 3
+""")
+SEED_QUERY = sa.text("""
+SELECT campaign_id,
+    count(*),
+    count(*) FILTER (WHERE status = 'delivered'),
+    count(*) FILTER (WHERE opened IS NOT NULL),
+    count(*) FILTER (WHERE clicked IS NOT NULL),
+    count(*) FILTER (WHERE replied IS NOT NULL),
+    count(*) FILTER (WHERE bounce_type IS NOT NULL),
+    count(*) FILTER (WHERE unsubscribed IS NOT NULL),
+    count(*) FILTER (WHERE complaint IS NOT NULL)
+FROM emails
+WHERE tenant_id = :tenant AND DATE(sent_at) = :day
+GROUP BY campaign_id
+""")
+SEED_UPSERT = sa.text("""
+INSERT INTO analytics.campaign_analytics (tenant_id, date, campaign_id, sent, delivered,
+    opened_tracked, clicked_tracked, replied,
+    bounced, unsubscribed, spam_complaints)
+VALUES (:tenant, :day, :campaign, :m0, :m1, :m2, :m3, :m4, :m5, :m6, :m7)
+ON CONFLICT (tenant_id, date, campaign_id) DO UPDATE SET
+    sent = EXCLUDED.sent, delivered = EXCLUDED.delivered,
+    opened_tracked = EXCLUDED.opened_tracked, clicked_tracked = EXCLUDED.clicked_tracked,
+    replied = EXCLUDED.replied, bounced = EXCLUDED.bounced,
+    unsubscribed = EXCLUDED.unsubscribed, spam_complaints = EXCLUDED.spam_complaints,
+    refreshed_at = now()
+""")
+SNAPSHOT = sa.text("""
+SELECT tenant_id, date, campaign_id, sent, delivered, opened_tracked, clicked_tracked, replied,
+    bounced, unsubscribed, spam_complaints
+FROM analytics.campaign_analytics
+ORDER BY tenant_id, date, campaign_id NULLS FIRST
+""")
+
+
+def ensure_database(name: str) -> str:
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        ).scalar():
+            conn.execute(sa.text('CREATE DATABASE "' + name + '"'))
+    admin.dispose()
+    return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def run_raw(engine: sa.Engine, size: DemoSize) -> None:
+    lo = dt.datetime.combine(size.first_day, dt.time(), dt.UTC)
+    hi = dt.datetime.combine(size.last_day + dt.timedelta(days=1), dt.time(), dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            RAW_DELETE,
+            {"tenants": size.tenant_ids(), "first": size.first_day, "last": size.last_day},
+        )
+        conn.execute(RAW_INSERT, {"tenants": size.tenant_ids(), "lo": lo, "hi": hi})
+
+
+def run_seed(engine: sa.Engine, partitions: list[TenantDay]) -> None:
+    with engine.connect() as conn:
+        for p in partitions:
+            rows = conn.execute(SEED_QUERY, {"tenant": p.tenant_id, "day": p.day}).all()
+            for row in rows:
+                params = {"tenant": p.tenant_id, "day": p.day, "campaign": row[0]}
+                params.update({f"m{i}": v for i, v in enumerate(row[1:])})
+                conn.execute(SEED_UPSERT, params)
+                conn.commit()  # the seed awaited each upsert on its own
+
+
+def run_dagster(url: str, size: DemoSize, dagster_url: str) -> float:
+    import shutil
+
+    import dagster as dg
+
+    from analytics_pipeline.partitions import add_tenants, range_tags
+
+    os.environ["OLTP_DATABASE_URL"] = url
+    os.environ["DAGSTER_PG_URL"] = (
+        sa.make_url(dagster_url)
+        .set(drivername="postgresql+psycopg2")
+        .render_as_string(hide_password=False)
+    )
+    from analytics_pipeline.definitions import defs
+
+    with tempfile.TemporaryDirectory() as home:
+        shutil.copyfile(
+            Path(__file__).resolve().parents[1] / "dagster.yaml", Path(home) / "dagster.yaml"
+        )
+        with dg.DagsterInstance.from_config(home) as instance:
+            add_tenants(instance, size.tenant_ids())
+            tags = range_tags(
+                TenantDay(size.tenant_ids()[0], size.first_day),
+                TenantDay(size.tenant_ids()[-1], size.last_day),
+            )
+            started = time.perf_counter()
+            defs.resolve_job_def("refresh_analytics").execute_in_process(
+                instance=instance,
+                tags=tags,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
+            return time.perf_counter() - started
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--emails-per-day", type=int, default=5556)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--seed-approach",
+        choices=["full", "sample", "skip"],
+        default="full",
+        help="time the seed's approach on every partition, a sample, or not",
+    )
+    parser.add_argument("--dagster", action="store_true", help="also time the full Dagster run")
+    args = parser.parse_args()
+    size = DemoSize(
+        tenants=args.tenants,
+        days=args.days,
+        emails_per_day=args.emails_per_day,
+        seed=args.seed,
+        end_date=dt.date(2026, 6, 30),
+    )
+    name = f"ap_bench_{args.tenants}x{args.days}x{args.emails_per_day}_s{args.seed}"
+    url = ensure_database(name)
+    engine = sa.create_engine(url)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        report = load_demo(conn, size)
+        upgrade(conn)
+    with engine.connect() as conn:
+        emails = conn.execute(sa.text("SELECT count(*) FROM emails")).scalar()
+        conn.execute(sa.text("ANALYZE"))
+    print(
+        f"data: database {name}: {emails:,} emails "
+        f"({'loaded in %.0fs' % (time.perf_counter() - started) if report else 'reused'})"
+    )
+
+    partitions = [
+        TenantDay(t, size.first_day + dt.timedelta(days=i))
+        for t in size.tenant_ids()
+        for i in range(size.days)
+    ]
+    oltp, olap = OltpDatabase(url=url), OlapDatabase(url=url)
+
+    def pipeline() -> None:
+        refresh(CAMPAIGN_ANALYTICS, partitions, oltp=oltp, olap=olap, run_id="bench")
+
+    run_raw(engine, size)  # warm the cache for everyone alike
+    results: dict[str, list[float]] = {}
+    # Interleave raw and pipeline so that drift on the machine affects both alike.
+    for _ in range(args.repeats):
+        results.setdefault("raw", []).extend(timed(lambda: run_raw(engine, size), 1))
+        results.setdefault("pipeline", []).extend(timed(pipeline, 1))
+    with engine.connect() as conn:
+        reference = conn.execute(SNAPSHOT).all()
+    run_raw(engine, size)
+    with engine.connect() as conn:
+        assert conn.execute(SNAPSHOT).all() == reference, "raw and pipeline rows differ"
+
+    seed_scale = 1.0
+    if args.seed_approach != "skip":
+        sample = partitions
+        if args.seed_approach == "sample":
+            sample = partitions[:: max(1, len(partitions) // 50)]
+            seed_scale = len(partitions) / len(sample)
+        with engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE analytics.campaign_analytics"))
+        results["seed"] = [t * seed_scale for t in timed(lambda: run_seed(engine, sample), 1)]
+        if args.seed_approach == "full":
+            with engine.connect() as conn:
+                assert conn.execute(SNAPSHOT).all() == reference, "seed and pipeline rows differ"
+
+    if args.dagster:
+        dagster_url = ensure_database(name + "_dagster")
+        results["dagster"] = [run_dagster(url, size, dagster_url)]
+
+    raw = statistics.median(results["raw"])
+    print(
+        f"range: {len(partitions):,} partitions ({args.tenants} tenants x {args.days} days), "
+        f"{len(reference):,} output rows; median of {args.repeats} where repeated"
+    )
+    for label, times in results.items():
+        med = statistics.median(times)
+        note = " (extrapolated from a sample)" if label == "seed" and seed_scale != 1 else ""
+        print(
+            f"  {label:<9} {med:8.2f}s   {med / raw:6.2f}x raw{note}   runs: "
+            + ", ".join(f"{t:.2f}" for t in times)
+        )
+    pipe = statistics.median(results["pipeline"])
+    print(f"pipeline / raw = {pipe / raw:.2f} (target <= 1.25)")
+    if "seed" in results:
+        print(f"seed / pipeline = {statistics.median(results['seed']) / pipe:.1f} (target >= 10)")
+    if "dagster" in results:
+        per = (results["dagster"][0] - pipe) / len(partitions) * 1000
+        print(
+            f"dagster run = {results['dagster'][0]:.2f}s: ~{per:.1f} ms of Dagster bookkeeping "
+            "per partition on top of the rollup"
+        )
+    engine.dispose()
+    oltp.dispose()
+    olap.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
