@@ -28,7 +28,20 @@ class RollupError(AnalyticsPipelineError):
 
 
 class DataQualityError(RollupError):
-    """Freshly computed rows broke an invariant; the transaction was rolled back."""
+    """Freshly computed rows broke an invariant; the transaction was rolled back.
+
+    Carries what the asset check reports: the check, the rule, and where it broke.
+    """
+
+    def __init__(
+        self, message: str, *, check_name: str, rule: str, table: str, tenant: str, date: object
+    ) -> None:
+        super().__init__(message)
+        self.check_name = check_name
+        self.rule = rule
+        self.table = table
+        self.tenant = tenant
+        self.date = date
 
 
 class EmbeddedPostgresError(AnalyticsPipelineError):

@@ -1,13 +1,20 @@
 """One partitioned asset per rollup definition, built by a single factory."""
 
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 
 from analytics_pipeline.assets.sources import column_schema, source_key
+from analytics_pipeline.errors import DataQualityError
 from analytics_pipeline.partitions import parse_partition_keys, tenant_daily_partitions
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
-from analytics_pipeline.rollups.engine import refresh
+from analytics_pipeline.rollups.engine import (
+    INVARIANTS_CHECK,
+    RECONCILIATION_CHECK,
+    RefreshResult,
+    refresh,
+)
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.warehouse.metadata import SCHEMA
 
@@ -20,6 +27,36 @@ def rollup_key(rollup: Rollup) -> dg.AssetKey:
     return dg.AssetKey([OLAP_PREFIX, rollup.name])
 
 
+def check_specs(rollup: Rollup) -> list[dg.AssetCheckSpec]:
+    """The rules a refresh enforces before it commits, shown in the UI as asset checks.
+
+    The checks are evaluated inside the refresh, per partition, before commit: a violation
+    fails the run and keeps the old rows. What Dagster records is one (unpartitioned) result per
+    run summarising every partition the run wrote: see docs/ARCHITECTURE.md for why.
+    """
+    key = rollup_key(rollup)
+    specs = []
+    if rollup.invariants:
+        rules = "; ".join(inv.description for inv in rollup.invariants)
+        specs.append(
+            dg.AssetCheckSpec(
+                INVARIANTS_CHECK, asset=key, description=f"Every written row satisfies: {rules}."
+            )
+        )
+    if rollup.reconciliation is not None:
+        what = f"sum of {rollup.reconciled_column}" if rollup.reconciled_column else "row count"
+        relation = "at least" if rollup.write_mode == "append_only" else "equal to"
+        specs.append(
+            dg.AssetCheckSpec(
+                RECONCILIATION_CHECK,
+                asset=key,
+                description=f"Per partition, the {what} is {relation} the number of OLTP rows it "
+                "summarises, counted independently in the same snapshot.",
+            )
+        )
+    return specs
+
+
 def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
     """The asset that keeps `analytics.<table>` equal to its SELECT over OLTP, per partition."""
     # BackfillPolicy is marked beta in Dagster 1.13 but is the documented way to make a backfill
@@ -30,6 +67,8 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
 
 
 def _build(rollup: Rollup) -> dg.AssetsDefinition:
+    specs = check_specs(rollup)
+
     @dg.asset(
         key=rollup_key(rollup),
         description=rollup.description,
@@ -40,39 +79,67 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         deps=[source_key(t) for t in rollup.sources],
         kinds={"postgres", "sql"},
         pool=OLTP_POOL,
+        check_specs=specs,
         metadata={
             "dagster/table_name": f"olap.{SCHEMA}.{rollup.name}",
             "dagster/column_schema": column_schema(rollup.table),
+            "write_mode": rollup.write_mode,
         },
         tags={"layer": "olap"},
     )
     def _asset(
         context: dg.AssetExecutionContext, oltp: OltpDatabase, olap: OlapDatabase
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         partitions = parse_partition_keys(context.partition_keys)
-        result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=context.run.run_id)
+        try:
+            result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=context.run.run_id)
+        except DataQualityError as exc:
+            yield dg.AssetCheckResult(
+                check_name=exc.check_name,
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=str(exc),
+                metadata={
+                    "rule": exc.rule,
+                    "tenant": exc.tenant,
+                    "date": str(exc.date),
+                    "partitions_in_run": len(partitions),
+                },
+            )
+            raise
         context.log.info(
             f"{rollup.name}: {result.partitions} partition(s) in {result.windows} window(s): "
             f"deleted {result.rows_deleted} row(s), wrote {result.rows_written} "
             f"({result.path}) in {result.seconds:.2f}s"
         )
-        # Dagster copies a range run's metadata onto every partition it covers, so a row count
-        # is only the partition's own when the run holds one partition.
-        per_partition = (
-            {"dagster/row_count": dg.MetadataValue.int(result.rows_written)}
-            if result.partitions == 1
-            else {}
-        )
-        return dg.MaterializeResult(
-            metadata={
-                **per_partition,
-                "run_rows_written": dg.MetadataValue.int(result.rows_written),
-                "run_rows_replaced": dg.MetadataValue.int(result.rows_deleted),
-                "run_partitions": dg.MetadataValue.int(result.partitions),
-                "windows": dg.MetadataValue.int(result.windows),
-                "path": dg.MetadataValue.text(result.path),
-                "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            }
-        )
+        yield dg.MaterializeResult(metadata=_metadata(result))
+        for spec in specs:
+            yield dg.AssetCheckResult(
+                check_name=spec.name,
+                passed=True,
+                metadata={
+                    "partitions_checked": result.partitions,
+                    "rules": ", ".join(r for r in result.checks),
+                },
+            )
 
     return _asset
+
+
+def _metadata(result: RefreshResult) -> dict[str, dg.MetadataValue]:
+    # Dagster copies a range run's metadata onto every partition it covers, so a row count is
+    # only the partition's own when the run holds one partition.
+    per_partition = (
+        {"dagster/row_count": dg.MetadataValue.int(result.rows_written)}
+        if result.partitions == 1
+        else {}
+    )
+    return {
+        **per_partition,
+        "run_rows_written": dg.MetadataValue.int(result.rows_written),
+        "run_rows_replaced": dg.MetadataValue.int(result.rows_deleted),
+        "run_partitions": dg.MetadataValue.int(result.partitions),
+        "windows": dg.MetadataValue.int(result.windows),
+        "path": dg.MetadataValue.text(result.path),
+        "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+    }

@@ -8,12 +8,13 @@ commit on success and roll back on any error, so a failed rollup leaves the old 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr, field_validator
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.settings import normalize_database_url, redact, same_database
@@ -136,7 +137,42 @@ class OlapDatabase(_PostgresResource):
     """The OLAP database holding the `analytics` schema that dashboards read."""
 
     @contextmanager
-    def transaction(self) -> Iterator[sa.Connection]:
-        """A read-write transaction, committed on success and rolled back on any exception."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def transaction(
+        self, *, lock_keys: Sequence[str] = (), isolation_level: str = "READ COMMITTED"
+    ) -> Iterator[sa.Connection]:
+        """A read-write transaction, committed on success and rolled back on any exception.
+
+        `lock_keys` are taken as session advisory locks, in sorted order (so that two callers
+        cannot deadlock), *before* the transaction starts, and released after it ends. Taking
+        them first matters under REPEATABLE READ: the snapshot is then taken after any
+        competing writer has committed, so this transaction sees (and replaces) its rows.
+        """
+        with self.engine.connect() as conn:
+            if lock_keys:
+                self._lock(conn, sorted(set(lock_keys)))
+            try:
+                conn.execution_options(isolation_level=isolation_level)
+                with conn.begin():
+                    yield conn
+            finally:
+                if lock_keys:
+                    try:
+                        conn.execute(sa.select(sa.func.pg_advisory_unlock_all()))
+                        conn.commit()
+                    except sa.exc.DBAPIError:
+                        # A broken connection has lost its locks with its session anyway.
+                        conn.invalidate()
+
+    def _lock(self, conn: sa.Connection, keys: list[str]) -> None:
+        key = sa.func.unnest(sa.bindparam("keys", keys, type_=ARRAY(sa.Text))).alias("k")
+        # Wait as long as a statement may run: the holder is another refresh of the same rows.
+        conn.execute(
+            sa.select(sa.func.set_config("lock_timeout", str(self.statement_timeout_ms), True))
+        )
+        # unnest yields the sorted array in order, so the locks are taken in that order.
+        conn.execute(
+            sa.select(
+                sa.func.count(sa.func.pg_advisory_lock(sa.func.hashtextextended(key.column, 0)))
+            ).select_from(key)
+        )
+        conn.commit()

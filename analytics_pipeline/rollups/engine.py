@@ -1,14 +1,19 @@
 """Refreshing a set of (tenant, date) partitions of one OLAP table, atomically.
 
-One transaction on the OLAP side: lock the run's tenants of that table, DELETE exactly the run's
-partitions, write their fresh rows, check the invariants, commit. A failure anywhere rolls all of
-it back, so readers see either the old rows or the new ones, never a mix or a gap.
+One transaction on the OLAP side: DELETE exactly the run's partitions, write their fresh rows,
+check the table's invariants and reconcile its totals with OLTP, commit. A failure anywhere rolls
+all of it back, so readers see either the old rows or the new ones, never a mix or a gap.
+(Append-only tables skip the DELETE and insert only rows they do not have yet.)
 
 Where the rows come from depends on where OLTP is:
-- same database: `INSERT ... SELECT ... GROUP BY`; the rows never leave PostgreSQL;
+- same database: `INSERT ... SELECT ... GROUP BY` in a REPEATABLE READ transaction; the rows
+  never leave PostgreSQL, and the rollup and its reconciliation read one snapshot of OLTP;
 - another database: the SELECT runs in OLTP inside one read-only repeatable-read snapshot and its
   result is streamed with `COPY (SELECT ...) TO STDOUT` straight into `COPY ... FROM STDIN` on
   OLAP, block by block: only aggregated rows cross, in bulk, and never all in memory at once.
+
+Two refreshes of the same (table, tenant) serialise on advisory locks taken before the
+transaction starts (see `OlapDatabase.transaction`).
 """
 
 from __future__ import annotations
@@ -18,17 +23,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from analytics_pipeline.errors import DataQualityError, RollupError
-from analytics_pipeline.partitions import TenantDay, to_windows
+from analytics_pipeline.partitions import TenantDay, TenantWindow, to_windows
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
-from analytics_pipeline.rollups.spec import Rollup
-from analytics_pipeline.rollups.sql import Windows, window_params
+from analytics_pipeline.rollups.spec import APPEND_ONLY, REPLACE, Rollup
+from analytics_pipeline.rollups.sql import Windows, source_counts, window_params
 from analytics_pipeline.warehouse.metadata import RUN_ID_SETTING
 
+# Scratch table for a refresh's fresh rows, dropped at commit (one refresh per transaction).
+_LANDING = "rollup_incoming"
 IN_DATABASE = "in-database"
 COPY = "copy"
+# The asset checks the rules are reported under (see assets/rollups.py).
+INVARIANTS_CHECK = "invariants"
+RECONCILIATION_CHECK = "reconciles_with_oltp"
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class RefreshResult:
     rows_written: int
     path: str
     seconds: float
+    checks: tuple[str, ...]  # the rules that held for every written row
 
 
 def refresh(
@@ -59,25 +70,32 @@ def refresh(
     params = window_params(windows)
     started = time.perf_counter()
     same_db = oltp.is_same_database(olap)
+    locks = [f"{rollup.name}/{t}" for t in {w.tenant_id for w in windows}]
     try:
-        with olap.transaction() as conn:
-            _begin_write(conn, rollup, sorted({w.tenant_id for w in windows}), run_id)
-            w = Windows()
-            deleted = conn.execute(
-                sa.delete(rollup.table).where(
-                    w.contains_day(rollup.table.c.tenant_id, rollup.table.c.date)
-                ),
-                params,
-            ).rowcount
-            if same_db:
-                written = conn.execute(
-                    _insert_from_select(rollup),
+        with olap.transaction(
+            lock_keys=locks, isolation_level="REPEATABLE READ" if same_db else "READ COMMITTED"
+        ) as conn:
+            conn.execute(sa.select(sa.func.set_config(RUN_ID_SETTING, run_id or "", True)))
+            _prefer_hash_aggregation(conn)
+            deleted = 0
+            if rollup.write_mode == REPLACE:
+                w = Windows()
+                deleted = conn.execute(
+                    sa.delete(rollup.table).where(
+                        w.contains_day(rollup.table.c.tenant_id, rollup.table.c.date)
+                    ),
                     params,
-                    execution_options={"preserve_rowcount": True},
                 ).rowcount
+            if same_db:
+                written = _land_in_database(rollup, params, conn)
+                expected = _source_counts(conn, rollup, params)
             else:
-                written = _copy_across(rollup, params, oltp=oltp, olap_conn=conn)
-            check_invariants(conn, rollup, params)
+                with oltp.read_snapshot() as src:
+                    _prefer_hash_aggregation(src)
+                    written = _copy_across(rollup, params, src_conn=src, olap_conn=conn)
+                    expected = _source_counts(src, rollup, params)
+            checks = check_invariants(conn, rollup, params)
+            checks += check_reconciliation(conn, rollup, params, expected)
     except DataQualityError:
         raise
     except sa.exc.DBAPIError as exc:
@@ -94,62 +112,95 @@ def refresh(
         rows_written=written,
         path=IN_DATABASE if same_db else COPY,
         seconds=time.perf_counter() - started,
+        checks=tuple(checks),
     )
 
 
-def _begin_write(
-    conn: sa.Connection, rollup: Rollup, tenant_ids: list[str], run_id: str | None
-) -> None:
-    # Two runs replacing the same tenant's rows of one table would each DELETE what the other
-    # cannot yet see and then collide on the grain index; a transaction-scoped advisory lock per
-    # (table, tenant), taken in sorted order so that runs cannot deadlock, serialises them.
-    tenant = sa.func.unnest(sa.bindparam("tenants", tenant_ids, type_=ARRAY(sa.Text))).alias("t")
-    key = sa.func.hashtextextended(sa.literal(rollup.name + "/") + tenant.column, 0)
-    # unnest yields the (sorted) array in order, so the locks are taken in that order.
-    conn.execute(sa.select(sa.func.count(sa.func.pg_advisory_xact_lock(key))).select_from(tenant))
-    conn.execute(sa.select(sa.func.set_config(RUN_ID_SETTING, run_id or "", True)))
+def _prefer_hash_aggregation(conn: sa.Connection) -> None:
+    # PostgreSQL cannot estimate how many (tenant, UTC day, key) groups a timestamp expression
+    # yields; after ANALYZE it guesses ~100x too many and plans a parallel sort that spills to
+    # disk (measured: 13 s instead of 3 s on 5M emails). A rollup has few groups per row, so
+    # hash aggregation (which itself spills if it must) is the right plan: make sorts a last
+    # resort for this transaction only.
+    conn.execute(sa.select(sa.func.set_config("enable_sort", "off", True)))
 
 
-def _insert_from_select(rollup: Rollup) -> sa.Insert:
+def _grain(rollup: Rollup) -> list[str]:
+    index = next(i for i in rollup.table.indexes if i.name == f"{rollup.name}_grain")
+    return [c.name for c in index.columns]
+
+
+def _insert(rollup: Rollup, rows: sa.Select, target: sa.Table | None = None) -> sa.Insert:
     columns = [c.name for c in rollup.output_columns]
-    return sa.insert(rollup.table).from_select(columns, rollup.select(Windows()))
+    stmt = pg_insert(target if target is not None else rollup.table).from_select(columns, rows)
+    if rollup.write_mode == APPEND_ONLY:
+        # Rows already copied stay exactly as they are: never updated, never duplicated.
+        stmt = stmt.on_conflict_do_nothing(index_elements=_grain(rollup))
+    return stmt
+
+
+def _land_in_database(rollup: Rollup, params: dict, conn: sa.Connection) -> int:
+    # CREATE TABLE AS may run its SELECT in parallel where INSERT ... SELECT may not (measured:
+    # 2.9 s against 7.6 s on 5M emails): aggregate into a scratch table, then insert its (few)
+    # rows into the target.
+    compiled = rollup.select(Windows()).compile(dialect=conn.dialect)
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE " + _LANDING + " ON COMMIT DROP AS " + compiled.string,
+        compiled.construct_params(params),
+    )
+    return _insert_landed(rollup, conn)
+
+
+def _insert_landed(rollup: Rollup, conn: sa.Connection) -> int:
+    landing = sa.Table(_LANDING, sa.MetaData(), *(sa.Column(c.name) for c in rollup.output_columns))
+    return conn.execute(
+        _insert(rollup, sa.select(*landing.c)), execution_options={"preserve_rowcount": True}
+    ).rowcount
 
 
 def _copy_across(
-    rollup: Rollup, params: dict, *, oltp: OltpDatabase, olap_conn: sa.Connection
+    rollup: Rollup, params: dict, *, src_conn: sa.Connection, olap_conn: sa.Connection
 ) -> int:
     columns = [c.name for c in rollup.output_columns]
-    target = sa.Table(rollup.table.name, sa.MetaData(), schema=rollup.table.schema)
-    with oltp.read_snapshot() as src_conn:
-        compiled = rollup.select(Windows()).compile(dialect=src_conn.dialect)
-        # psycopg binds COPY's parameters on the client (PostgreSQL takes none in COPY); they are
-        # still passed as parameters and escaped by the driver, never formatted in by us.
-        copy_out_sql = "COPY (" + compiled.string + ") TO STDOUT"
-        column_list = ", ".join(olap_conn.dialect.identifier_preparer.quote(c) for c in columns)
-        copy_in_sql = (
-            "COPY "
-            + olap_conn.dialect.identifier_preparer.format_table(target)
-            + " ("
-            + column_list
-            + ") FROM STDIN"
+    quote = olap_conn.dialect.identifier_preparer.quote
+    compiled = rollup.select(Windows()).compile(dialect=src_conn.dialect)
+    # psycopg binds COPY's parameters on the client (PostgreSQL takes none in COPY); they are
+    # still passed as parameters and escaped by the driver, never formatted in by us.
+    copy_out = "COPY (" + compiled.string + ") TO STDOUT"
+    if rollup.write_mode == APPEND_ONLY:
+        # COPY cannot skip conflicting rows: land them in a scratch table, then insert the new.
+        olap_conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE "
+            + _LANDING
+            + " (LIKE "
+            + _qualified(olap_conn, rollup.table)
+            + ") ON COMMIT DROP"
         )
-        src_cur = src_conn.connection.driver_connection.cursor()
-        dst_cur = olap_conn.connection.driver_connection.cursor()
-        with (
-            src_cur.copy(copy_out_sql, compiled.construct_params(params)) as out,
-            dst_cur.copy(copy_in_sql) as into,
-        ):
-            for block in out:
-                into.write(block)
+        landing_sql = _LANDING
+    else:
+        landing_sql = _qualified(olap_conn, rollup.table)
+    copy_in = "COPY " + landing_sql + " (" + ", ".join(quote(c) for c in columns) + ") FROM STDIN"
+    src_cur = src_conn.connection.driver_connection.cursor()
+    dst_cur = olap_conn.connection.driver_connection.cursor()
+    with (
+        src_cur.copy(copy_out, compiled.construct_params(params)) as out,
+        dst_cur.copy(copy_in) as into,
+    ):
+        for block in out:
+            into.write(block)
+    if rollup.write_mode != APPEND_ONLY:
         return dst_cur.rowcount
+    return _insert_landed(rollup, olap_conn)
 
 
-def check_invariants(conn: sa.Connection, rollup: Rollup, params: dict) -> None:
-    """Fail (and so roll back) if any freshly written row of the run breaks an invariant."""
-    if not rollup.invariants:
-        return
+def _qualified(conn: sa.Connection, table: sa.Table) -> str:
+    return conn.dialect.identifier_preparer.format_table(table)
+
+
+def check_invariants(conn: sa.Connection, rollup: Rollup, params: dict) -> list[str]:
+    """Fail (and so roll back) if any row of the run's partitions breaks an invariant."""
     t = rollup.table
-    grain = [c for c in t.columns if c.name in _grain_names(t)]
+    grain = [t.c[name] for name in _grain(rollup)]
     w = Windows()
     for inv in rollup.invariants:
         bad = conn.execute(
@@ -161,20 +212,78 @@ def check_invariants(conn: sa.Connection, rollup: Rollup, params: dict) -> None:
             params,
         ).all()
         if bad:
-            first = ", ".join(f"{k}={v}" for k, v in bad[0]._mapping.items())
+            where = bad[0]._mapping
+            first = ", ".join(f"{k}={v}" for k, v in where.items())
             raise DataQualityError(
                 f"{rollup.name}: rule {inv.name!r} ({inv.description}) is broken by "
                 f"{len(bad)}{'+' if len(bad) == 5 else ''} row(s), first at {first}. Nothing was "
                 "written; the previous rows are unchanged. Check the OLTP rows of that "
-                "partition, or the rollup's SELECT."
+                "partition, or the rollup's SELECT.",
+                check_name=INVARIANTS_CHECK,
+                rule=inv.name,
+                table=rollup.name,
+                tenant=where["tenant_id"],
+                date=where["date"],
             )
+    return [inv.name for inv in rollup.invariants]
 
 
-def _grain_names(table: sa.Table) -> list[str]:
-    index = next(i for i in table.indexes if i.name == f"{table.name}_grain")
-    return [c.name for c in index.columns]
+def _source_counts(conn: sa.Connection, rollup: Rollup, params: dict) -> dict | None:
+    if rollup.reconciliation is None:
+        return None
+    rec = rollup.reconciliation
+    query = source_counts(
+        Windows(), rec.source, rec.timestamp, indexed=rec.indexed, where=rec.where
+    )
+    rows = conn.execute(query, params).all()
+    return {(tenant, day): n for tenant, day, n in rows}
 
 
-def _describe(windows) -> str:
+def check_reconciliation(
+    conn: sa.Connection,
+    rollup: Rollup,
+    params: dict,
+    expected: dict | None,
+) -> list[str]:
+    """Per partition, the written total must equal the OLTP count it summarises."""
+    if expected is None:
+        return []
+    t = rollup.table
+    w = Windows()
+    measure = (
+        sa.func.count()
+        if rollup.reconciled_column is None
+        else sa.func.sum(t.c[rollup.reconciled_column])
+    )
+    got = {
+        (tenant, day): int(total)
+        for tenant, day, total in conn.execute(
+            sa.select(t.c.tenant_id, t.c.date, measure)
+            .select_from(t.join(w.relation, w.contains_day(t.c.tenant_id, t.c.date)))
+            .group_by(t.c.tenant_id, t.c.date),
+            params,
+        ).all()
+    }
+    what = rollup.reconciled_column or "rows"
+    for key in sorted(set(expected) | set(got)):
+        want, have = expected.get(key, 0), got.get(key, 0)
+        ok = have >= want if rollup.write_mode == APPEND_ONLY else have == want
+        if not ok:
+            tenant, day = key
+            raise DataQualityError(
+                f"{rollup.name}: rule 'reconciles_with_oltp' is broken for tenant {tenant}, "
+                f"date {day}: the written {what} total {have} but OLTP has {want} source row(s) "
+                "for that partition. Nothing was written; the previous rows are unchanged. "
+                "The rollup's SELECT loses or duplicates rows (a join?).",
+                check_name=RECONCILIATION_CHECK,
+                rule=RECONCILIATION_CHECK,
+                table=rollup.name,
+                tenant=tenant,
+                date=day,
+            )
+    return [RECONCILIATION_CHECK]
+
+
+def _describe(windows: Sequence[TenantWindow]) -> str:
     shown = "; ".join(f"{w.tenant_id} {w.first_day}..{w.end_day}" for w in windows[:3])
     return shown + (f"; +{len(windows) - 3} more" if len(windows) > 3 else "")

@@ -21,11 +21,38 @@ class Invariant:
 
 
 @dataclass(frozen=True)
+class Reconciliation:
+    """How to count, straight from OLTP, the source rows one partition summarises.
+
+    `indexed` says the product has an index on (tenant_id, timestamp): the count is then one
+    index-only probe per (tenant, day), far cheaper than grouping the rows again; otherwise the
+    rows are grouped by day. `where` narrows the rows (e.g. invoices that are not void).
+    """
+
+    source: sa.Table
+    timestamp: str
+    indexed: bool = False
+    where: Callable[[sa.Table], sa.ColumnElement[bool]] | None = None
+
+
+REPLACE = "replace"
+APPEND_ONLY = "append_only"
+
+
+@dataclass(frozen=True)
 class Rollup:
     """One OLAP table: where it lands, what it reads, and the SELECT that computes it.
 
     `select` receives the run's partition windows and returns a SELECT whose columns are the
     table's contract columns, in table order, restricted to rows inside those windows.
+
+    `write_mode` REPLACE deletes the run's partitions and writes them anew; APPEND_ONLY (for the
+    audit log) only inserts rows whose grain is not there yet, and never deletes or updates.
+
+    `reconciliation` counts, independently of `select`, the source rows each partition of the
+    windows summarises. After writing, the sum of `reconciled_column`
+    over each partition's rows must equal n (or, with `reconciled_column` None, the number of
+    rows must; in APPEND_ONLY mode it must be at least n, since rows are kept).
     """
 
     table: sa.Table
@@ -34,6 +61,9 @@ class Rollup:
     description: str
     group: str
     invariants: tuple[Invariant, ...] = field(default=())
+    reconciliation: Reconciliation | None = None
+    reconciled_column: str | None = None
+    write_mode: str = REPLACE
 
     @property
     def name(self) -> str:
@@ -51,4 +81,11 @@ class Rollup:
             raise TypeError(
                 f"rollup {self.name}: SELECT yields columns {produced}, the table expects "
                 f"{expected} (same names, same order)"
+            )
+        if self.write_mode not in (REPLACE, APPEND_ONLY):
+            raise TypeError(f"rollup {self.name}: unknown write_mode {self.write_mode!r}")
+        if self.reconciled_column is not None and self.reconciled_column not in expected:
+            raise TypeError(
+                f"rollup {self.name}: reconciled_column {self.reconciled_column!r} is not a "
+                "column of the table"
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipeline.rollups.spec import Rollup
+from analytics_pipeline.rollups.spec import Invariant, Reconciliation, Rollup
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.sources.tables import emails
 from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table
@@ -41,6 +41,26 @@ def email_outcome_counts() -> list[sa.Label]:
     ]
 
 
+# Every outcome counts a subset of the emails sent: none can exceed `sent`, none is negative.
+EMAIL_OUTCOME_INVARIANTS = (
+    Invariant(
+        "counts_non_negative",
+        lambda t: sa.and_(*(t.c[name] >= 0 for name, _, _ in EMAIL_OUTCOMES)),
+        "every count >= 0",
+    ),
+    *(
+        Invariant(f"{name}_le_sent", lambda t, n=name: t.c[n] <= t.c.sent, f"{name} <= sent")
+        for name, _, cond in EMAIL_OUTCOMES
+        if cond is not None
+    ),
+)
+
+
+# Sent emails per (tenant, day), counted apart from any rollup's grouping and joins, with one
+# probe per day of the product's (tenant_id, sent_at) index.
+EMAILS_SENT = Reconciliation(emails, "sent_at", indexed=True)
+
+
 table = olap_table(
     "campaign_analytics",
     grain=[key_column("campaign_id", "Campaign; NULL groups the tenant's one-off emails.")],
@@ -71,4 +91,7 @@ CAMPAIGN_ANALYTICS = Rollup(
         "unsubscribed or reported as spam. Engagement counts grow after the day as late "
         "opens and replies arrive; the late-data refresh re-computes those days."
     ),
+    invariants=EMAIL_OUTCOME_INVARIANTS,
+    reconciliation=EMAILS_SENT,
+    reconciled_column="sent",
 )
