@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
+from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.sources.schema import create_oltp_schema
 from analytics_pipeline.warehouse.migrate import upgrade
 
@@ -26,6 +28,7 @@ ADMIN_URL = os.environ.get(
 )
 
 # Fixed dates, so that figures do not depend on the day the suite runs.
+# Tenants tenant-001..003 (plus 'quiet', which has no activity), 2026-03-12..2026-03-31.
 TEST_SIZE = DemoSize(tenants=3, days=20, emails_per_day=120, seed=11, end_date=dt.date(2026, 3, 31))
 
 
@@ -57,13 +60,18 @@ def databases() -> Iterator[Databases]:
     dbs.drop_all()
 
 
-def make_oltp(url: str, size: DemoSize | None = TEST_SIZE) -> None:
+EDGE_CASES = Path(__file__).with_name("edge_cases.sql")
+
+
+def make_oltp(url: str, size: DemoSize | None = TEST_SIZE, edge_cases: bool = False) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         if size is None:
             create_oltp_schema(conn)
         else:
             load_demo(conn, size)
+        if edge_cases:
+            conn.exec_driver_sql(EDGE_CASES.read_text())
     engine.dispose()
 
 
@@ -78,9 +86,15 @@ def make_olap(url: str) -> None:
 def shared_url(databases: Databases) -> str:
     """One database holding demo OLTP data and the OLAP schema. Tests must not change OLTP rows."""
     url = databases.create("shared")
-    make_oltp(url)
+    make_oltp(url, edge_cases=True)
     make_olap(url)
     return url
+
+
+def truncate_olap(db: OlapDatabase) -> None:
+    with db.transaction() as conn:
+        for rollup in REGISTRY:
+            conn.execute(sa.delete(rollup.table))
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +115,7 @@ def oltp(shared_url: str) -> Iterator[OltpDatabase]:
 @pytest.fixture
 def olap(shared_url: str) -> Iterator[OlapDatabase]:
     db = OlapDatabase(url=shared_url)
-    with db.transaction() as conn:
-        conn.execute(sa.text("TRUNCATE analytics.campaign_analytics"))
+    truncate_olap(db)
     yield db
     db.dispose()
 

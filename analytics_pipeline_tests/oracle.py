@@ -272,7 +272,7 @@ def normalize(frame: pd.DataFrame, grain: list[str]) -> pd.DataFrame:
         return tuple((rec[g] is None, "" if rec[g] is None else str(rec[g])) for g in grain)
 
     records.sort(key=key)
-    return pd.DataFrame.from_records(records, columns=list(frame.columns))
+    return pd.DataFrame(records, columns=list(frame.columns), dtype=object)
 
 
 def read_table(engine: sa.Engine, table: str, columns: list[str], grain: list[str]) -> pd.DataFrame:

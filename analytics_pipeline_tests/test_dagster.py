@@ -54,6 +54,14 @@ def test_definitions_load_with_lineage_and_docs(defs):
     assert "queued emails never count" in columns["sent"].description
     for key in graph.get_all_asset_keys():
         assert graph.get(key).description, f"{key} has no description for the UI"
+    from analytics_pipeline.rollups.tables import REGISTRY
+
+    for rollup in REGISTRY:
+        node = graph.get(dg.AssetKey(["analytics", rollup.name]))
+        assert node.parent_keys == {dg.AssetKey(["oltp", t.name]) for t in rollup.sources}
+        assert node.group_name == rollup.group
+        checks = {k.name for k in defs.resolve_assets_def(node.key).check_keys}
+        assert checks == {"invariants", "reconciles_with_oltp"}
     assert defs.resolve_job_def("refresh_analytics") is not None
 
 
@@ -68,6 +76,13 @@ def test_one_partition_run(defs, shared_url):
         mats = result.asset_materializations_for_node("analytics__campaign_analytics")
         assert [m.partition for m in mats] == [str(key)]
         assert mats[0].metadata["dagster/row_count"].value > 0
+        from analytics_pipeline.rollups.tables import REGISTRY
+
+        checks = result.get_asset_check_evaluations()
+        assert {(c.asset_key.path[-1], c.check_name) for c in checks} == {
+            (r.name, check) for r in REGISTRY for check in ("invariants", "reconciles_with_oltp")
+        }
+        assert all(c.passed for c in checks), [c for c in checks if not c.passed]
     assert _olap_partitions(shared_url) == {("tenant-003", dt.date(2026, 3, 25))}
 
 

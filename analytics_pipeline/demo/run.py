@@ -14,6 +14,7 @@ from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.errors import AnalyticsPipelineError
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay, range_tags
+from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.settings import DatabaseSettings
 from analytics_pipeline.tenants import oltp_tenant_ids, sync_tenants
@@ -131,6 +132,14 @@ def _summary(oltp_engine: sa.Engine, olap_engine: sa.Engine, size: DemoSize) -> 
         "tenant        sent   delivered   opened  replied",
     ]
     lines += [f"{t:<10} {s:>8,} {d:>10,} {o:>8,} {r:>8,}" for t, s, d, o, r in top]
+    with olap_engine.connect() as conn:
+        for rollup in REGISTRY:
+            n = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(rollup.table)
+                .where(rollup.table.c.date.between(size.first_day, size.last_day))
+            ).scalar()
+            lines.append(f"{SCHEMA}.{rollup.name}: {n:,} rows")
     lines.append("Open the Dagster UI on this data: analytics-pipeline dev")
     if os.environ.get("DAGSTER_HOME"):
         lines.append(f"(Dagster home: {os.environ['DAGSTER_HOME']})")

@@ -174,7 +174,7 @@ def _copy_across(
             + _LANDING
             + " (LIKE "
             + _qualified(olap_conn, rollup.table)
-            + ") ON COMMIT DROP"
+            + " INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         landing_sql = _LANDING
     else:
