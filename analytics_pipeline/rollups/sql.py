@@ -57,6 +57,10 @@ class Windows:
             ts_col < self.c.ends_at,
         )
 
+    def rows_of(self, table: sa.Table, timestamp: sa.ColumnElement) -> sa.Join:
+        """`table` joined to the windows: its rows whose `timestamp` falls in one of them."""
+        return table.join(self.relation, self.contains(table.c.tenant_id, timestamp))
+
     def contains_day(self, tenant_col: sa.ColumnElement, date_col: sa.ColumnElement):
         """`date_col` (a date) is one of the window's days, for the window's tenant."""
         return sa.and_(
@@ -107,7 +111,7 @@ def source_counts(w: Windows, source: sa.Table, timestamp: str, *, indexed: bool
         day = utc_day(ts)
         query = (
             sa.select(source.c.tenant_id, day.label("date"), sa.func.count().label("n"))
-            .select_from(source.join(w.relation, w.contains(source.c.tenant_id, ts)))
+            .select_from(w.rows_of(source, ts))
             .group_by(source.c.tenant_id, day)
         )
         return query.where(where(source)) if where is not None else query

@@ -55,7 +55,7 @@ def select(w: Windows) -> sa.Select:
         A.c.target_id,
         A.c.ip_address,
         A.c.details,
-    ).select_from(A.join(w.relation, w.contains(A.c.tenant_id, A.c.occurred_at)))
+    ).select_from(w.rows_of(A, A.c.occurred_at))
 
 
 ADMIN_AUDIT_LOG = Rollup(

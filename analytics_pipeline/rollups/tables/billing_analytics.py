@@ -57,7 +57,7 @@ def _events(ts: sa.Column, measure: str, amount: sa.ColumnElement, w: Windows, *
             invoices.c.currency,
             *(v.label(m) for m, v in values.items()),
         )
-        .select_from(invoices.join(w.relation, w.contains(invoices.c.tenant_id, ts)))
+        .select_from(w.rows_of(invoices, ts))
         .where(*where)
     )
 

@@ -75,7 +75,7 @@ def select(w: Windows) -> sa.Select:
         sa.select(
             emails.c.tenant_id, day.label("date"), emails.c.campaign_id, *email_outcome_counts()
         )
-        .select_from(emails.join(w.relation, w.contains(emails.c.tenant_id, emails.c.sent_at)))
+        .select_from(w.rows_of(emails, emails.c.sent_at))
         .group_by(emails.c.tenant_id, day, emails.c.campaign_id)
     )
 

@@ -42,9 +42,7 @@ def select(w: Windows) -> sa.Select:
     day = utc_day(e.c.sent_at)
     sent = sa.func.count()
     # LEFT JOIN keeps an email whose mailbox row is missing (daily_limit then NULL).
-    source = e.join(w.relation, w.contains(e.c.tenant_id, e.c.sent_at)).outerjoin(
-        mailboxes, mailboxes.c.id == e.c.mailbox_id
-    )
+    source = w.rows_of(e, e.c.sent_at).outerjoin(mailboxes, mailboxes.c.id == e.c.mailbox_id)
     return (
         sa.select(
             e.c.tenant_id,

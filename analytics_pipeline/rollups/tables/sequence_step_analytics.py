@@ -39,7 +39,7 @@ def select(w: Windows) -> sa.Select:
     day = utc_day(emails.c.sent_at)
     # LEFT JOIN: an email without a step (or whose step row is missing) still counts, with
     # step_number NULL; an inner join would silently drop it.
-    source = emails.join(w.relation, w.contains(emails.c.tenant_id, emails.c.sent_at)).outerjoin(
+    source = w.rows_of(emails, emails.c.sent_at).outerjoin(
         sequence_steps, sequence_steps.c.id == emails.c.sequence_step_id
     )
     return (

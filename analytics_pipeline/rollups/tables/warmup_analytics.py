@@ -50,7 +50,7 @@ def select(w: Windows) -> sa.Select:
             count_where(W.c.replied.is_not(None), "replied"),
             count_where(W.c.rescued_from_spam.is_not(None), "rescued_from_spam"),
         )
-        .select_from(W.join(w.relation, w.contains(W.c.tenant_id, W.c.sent_at)))
+        .select_from(w.rows_of(W, W.c.sent_at))
         .group_by(W.c.tenant_id, day, W.c.mailbox_id)
     )
 
