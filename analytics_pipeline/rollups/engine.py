@@ -6,8 +6,9 @@ all of it back, so readers see either the old rows or the new ones, never a mix 
 (Append-only tables skip the DELETE and insert only rows they do not have yet.)
 
 Where the rows come from depends on where OLTP is:
-- same database: `INSERT ... SELECT ... GROUP BY` in a REPEATABLE READ transaction; the rows
-  never leave PostgreSQL, and the rollup and its reconciliation read one snapshot of OLTP;
+- same database: the SELECT ... GROUP BY lands in a temporary table (CREATE TABLE AS, which may
+  run in parallel) and is inserted from there, in a REPEATABLE READ transaction; the rows never
+  leave PostgreSQL, and the rollup and its reconciliation read one snapshot of OLTP;
 - another database: the SELECT runs in OLTP inside one read-only repeatable-read snapshot and its
   result is streamed with `COPY (SELECT ...) TO STDOUT` straight into `COPY ... FROM STDIN` on
   OLAP, block by block: only aggregated rows cross, in bulk, and never all in memory at once.
@@ -130,9 +131,9 @@ def _grain(rollup: Rollup) -> list[str]:
     return [c.name for c in index.columns]
 
 
-def _insert(rollup: Rollup, rows: sa.Select, target: sa.Table | None = None) -> sa.Insert:
+def _insert(rollup: Rollup, rows: sa.Select) -> sa.Insert:
     columns = [c.name for c in rollup.output_columns]
-    stmt = pg_insert(target if target is not None else rollup.table).from_select(columns, rows)
+    stmt = pg_insert(rollup.table).from_select(columns, rows)
     if rollup.write_mode == APPEND_ONLY:
         # Rows already copied stay exactly as they are: never updated, never duplicated.
         stmt = stmt.on_conflict_do_nothing(index_elements=_grain(rollup))
