@@ -137,6 +137,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return child.wait()
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from analytics_pipeline.automation.backfill import plan_backfill, run_backfill
+    from analytics_pipeline.runtime import environment
+
+    with environment():
+        from analytics_pipeline.definitions import defs
+
+        instance = dg.DagsterInstance.get()
+        plans = plan_backfill(
+            instance,
+            first_day=args.start,
+            last_day=args.end,
+            tenants=[t for t in (args.tenants or "").split(",") if t] or None,
+            groups=args.group or (),
+            tables=args.table or (),
+        )
+        runs = run_backfill(instance, defs.resolve_job_def("refresh_analytics"), plans)
+    return 0 if all(r.success for r in runs) else 1
+
+
 def cmd_embedded(args: argparse.Namespace) -> int:
     from analytics_pipeline.embedded.server import EmbeddedPostgres
     from analytics_pipeline.runtime import state_home
@@ -174,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
         "dagster_args", nargs=argparse.REMAINDER, help="passed to dagster dev, e.g. -- -p 3001"
     )
     p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("backfill", help="rebuild a tenant x date range: one run per asset group")
+    p.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day")
+    p.add_argument("--end", type=dt.date.fromisoformat, required=True, help="last day")
+    p.add_argument("--tenants", help="comma-separated tenant ids (default: all registered)")
+    p.add_argument("--group", action="append", help="asset group (repeatable; default: all)")
+    p.add_argument("--table", action="append", help="OLAP table (repeatable; default: all)")
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("embedded", help="the embedded PostgreSQL server")
     p.add_argument("action", choices=["status", "stop"])

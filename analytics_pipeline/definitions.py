@@ -8,6 +8,12 @@ import dagster as dg
 
 from analytics_pipeline.assets.rollups import build_rollup_asset
 from analytics_pipeline.assets.sources import source_specs
+from analytics_pipeline.automation.schedules import daily_refresh, intraday_refresh
+from analytics_pipeline.automation.sensors import (
+    late_data_sensor,
+    run_failure_sensor,
+    tenant_sensor,
+)
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.settings import OLAP_URL_ENV, OLTP_URL_ENV
@@ -36,5 +42,7 @@ def _resources() -> dict[str, dg.ConfigurableResource]:
 defs = dg.Definitions(
     assets=[*source_specs, *rollup_assets],
     jobs=[refresh_analytics_job],
+    schedules=[daily_refresh, intraday_refresh],
+    sensors=[tenant_sensor, late_data_sensor, run_failure_sensor],
     resources=_resources(),
 )

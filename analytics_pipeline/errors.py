@@ -24,7 +24,16 @@ class SchemaError(AnalyticsPipelineError):
 
 
 class RollupError(AnalyticsPipelineError):
-    """Computing or writing an OLAP table failed; the previous rows were left in place."""
+    """Computing or writing an OLAP table failed; the previous rows were left in place.
+
+    `transient` is True for failures that a later attempt can fix (lost connection, server
+    restarting, serialization failure, deadlock, lock wait timeout); the asset retries those with
+    backoff and fails at once on anything else.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class DataQualityError(RollupError):
@@ -36,7 +45,7 @@ class DataQualityError(RollupError):
     def __init__(
         self, message: str, *, check_name: str, rule: str, table: str, tenant: str, date: object
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, transient=False)
         self.check_name = check_name
         self.rule = rule
         self.table = table

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from analytics_pipeline.assets.sources import column_schema, source_key
-from analytics_pipeline.errors import DataQualityError
+from analytics_pipeline.errors import DataQualityError, RollupError
 from analytics_pipeline.partitions import parse_partition_keys, tenant_daily_partitions
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import (
@@ -21,6 +21,7 @@ from analytics_pipeline.warehouse.metadata import SCHEMA
 OLAP_PREFIX = "analytics"
 # Caps how many steps read OLTP at once, across all runs (see dagster.yaml and docs/OPERATIONS.md).
 OLTP_POOL = "oltp"
+MAX_RETRIES = 3
 
 
 def rollup_key(rollup: Rollup) -> dg.AssetKey:
@@ -93,7 +94,14 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         partitions = parse_partition_keys(context.partition_keys)
         try:
             result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=context.run.run_id)
-        except DataQualityError as exc:
+        except RollupError as exc:
+            if exc.transient:
+                # Backoff 5, 10, 20 s; after that the run fails with the last error.
+                raise dg.RetryRequested(
+                    max_retries=MAX_RETRIES, seconds_to_wait=5 * 2**context.retry_number
+                ) from exc
+            if not isinstance(exc, DataQualityError):
+                raise
             yield dg.AssetCheckResult(
                 check_name=exc.check_name,
                 passed=False,

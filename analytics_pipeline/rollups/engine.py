@@ -100,10 +100,13 @@ def refresh(
     except DataQualityError:
         raise
     except sa.exc.DBAPIError as exc:
+        transient = is_transient(exc)
         raise RollupError(
             f"{rollup.name}: refreshing {len(partitions)} partition(s) "
             f"({_describe(windows)}) failed in the database; the previous rows are unchanged. "
             f"Cause: {type(exc.orig).__name__}: {str(exc.orig).strip()}"
+            + (" (transient: will be retried)" if transient else ""),
+            transient=transient,
         ) from exc
     return RefreshResult(
         table=rollup.name,
@@ -115,6 +118,22 @@ def refresh(
         seconds=time.perf_counter() - started,
         checks=tuple(checks),
     )
+
+
+# SQLSTATEs worth another attempt: serialization failure, deadlock, lock wait timeout, server
+# shutting down or starting, and the connection exceptions (class 08).
+_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+
+
+def is_transient(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a database error may go away on its own (retry) or needs a fix (fail now)."""
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    if state is None:
+        # No SQLSTATE: the server never answered (refused, reset, timed out connecting).
+        return isinstance(exc, sa.exc.OperationalError)
+    return state in _TRANSIENT_STATES or state.startswith("08")
 
 
 def _prefer_hash_aggregation(conn: sa.Connection) -> None:

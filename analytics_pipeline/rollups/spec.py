@@ -35,6 +35,21 @@ class Reconciliation:
     where: Callable[[sa.Table], sa.ColumnElement[bool]] | None = None
 
 
+@dataclass(frozen=True)
+class ChangeTracking:
+    """Which partitions a changed source row affects, for the late-data sensor.
+
+    `changed_at` moves on every insert and update of the row (updated_at; recorded_at for the
+    append-only admin_actions). The row affects the UTC day of each column in `day_of`, and, with
+    `span` (start, end), every day from start up to end (or today when end is NULL).
+    """
+
+    source: sa.Table
+    day_of: tuple[str, ...] = ()
+    span: tuple[str, str] | None = None
+    changed_at: str = "updated_at"
+
+
 REPLACE = "replace"
 APPEND_ONLY = "append_only"
 
@@ -64,6 +79,7 @@ class Rollup:
     reconciliation: Reconciliation | None = None
     reconciled_column: str | None = None
     write_mode: str = REPLACE
+    tracks: tuple[ChangeTracking, ...] = ()
 
     @property
     def name(self) -> str:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import INET, JSONB
 
-from analytics_pipeline.rollups.spec import APPEND_ONLY, Invariant, Reconciliation, Rollup
+from analytics_pipeline.rollups.spec import (
+    APPEND_ONLY,
+    ChangeTracking,
+    Invariant,
+    Reconciliation,
+    Rollup,
+)
 from analytics_pipeline.rollups.sql import Windows, utc_day
 from analytics_pipeline.sources.tables import admin_actions
 from analytics_pipeline.warehouse.metadata import olap_table
@@ -79,4 +85,5 @@ ADMIN_AUDIT_LOG = Rollup(
     ),
     reconciliation=Reconciliation(admin_actions, "occurred_at", indexed=True),
     reconciled_column=None,  # rows, not a sum: every source action of the partition is present
+    tracks=(ChangeTracking(admin_actions, day_of=("occurred_at",), changed_at="recorded_at"),),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipeline.rollups.spec import Invariant, Reconciliation, Rollup
+from analytics_pipeline.rollups.spec import ChangeTracking, Invariant, Reconciliation, Rollup
 from analytics_pipeline.rollups.sql import Windows, utc_day
 from analytics_pipeline.sources.tables import invoices, subscriptions
 from analytics_pipeline.warehouse.metadata import count_column, key_column, money_column, olap_table
@@ -135,4 +135,9 @@ BILLING_ANALYTICS = Rollup(
     ),
     reconciliation=Reconciliation(invoices, "issued_at", where=lambda inv: inv.c.status != "void"),
     reconciled_column="invoices_issued",
+    tracks=(
+        ChangeTracking(invoices, day_of=("issued_at", "paid_at", "refunded_at")),
+        # A subscription's MRR counts on every day it is active: a change touches them all.
+        ChangeTracking(subscriptions, span=("started_at", "canceled_at")),
+    ),
 )

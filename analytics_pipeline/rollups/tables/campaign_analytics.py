@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipeline.rollups.spec import Invariant, Reconciliation, Rollup
+from analytics_pipeline.rollups.spec import ChangeTracking, Invariant, Reconciliation, Rollup
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.sources.tables import emails
 from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table
@@ -61,6 +61,10 @@ EMAIL_OUTCOME_INVARIANTS = (
 EMAILS_SENT = Reconciliation(emails, "sent_at", indexed=True)
 
 
+# Late opens, replies, bounces and status changes touch updated_at and change the sent day.
+EMAILS_BY_SENT_DAY = ChangeTracking(emails, day_of=("sent_at",))
+
+
 table = olap_table(
     "campaign_analytics",
     grain=[key_column("campaign_id", "Campaign; NULL groups the tenant's one-off emails.")],
@@ -94,4 +98,5 @@ CAMPAIGN_ANALYTICS = Rollup(
     invariants=EMAIL_OUTCOME_INVARIANTS,
     reconciliation=EMAILS_SENT,
     reconciled_column="sent",
+    tracks=(EMAILS_BY_SENT_DAY,),
 )

@@ -8,6 +8,7 @@ from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.sql import Windows, utc_day
 from analytics_pipeline.rollups.tables.campaign_analytics import (
     EMAIL_OUTCOME_INVARIANTS,
+    EMAILS_BY_SENT_DAY,
     EMAILS_SENT,
     email_outcome_columns,
     email_outcome_counts,
@@ -76,4 +77,5 @@ SEQUENCE_STEP_ANALYTICS = Rollup(
     invariants=EMAIL_OUTCOME_INVARIANTS,
     reconciliation=EMAILS_SENT,
     reconciled_column="sent",
+    tracks=(EMAILS_BY_SENT_DAY,),
 )

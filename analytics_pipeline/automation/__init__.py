@@ -1,0 +1,1 @@
+"""Keeping the OLAP tables fresh without clicks: sensors, schedules and run planning."""

@@ -1,0 +1,132 @@
+"""Rebuilding any tenant x date range of any OLAP tables: one run per asset group.
+
+A run covers a rectangle of (tenants in registration order) x (days). The chosen tenants are cut
+into the fewest blocks that are contiguous in that order (all tenants: one block), and each block
+becomes one run per asset group, executed here, in this process, and recorded in the Dagster
+instance like any other run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+from analytics_pipeline.automation.planning import REASON_TAG, PlannedRun
+from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.partitions import (
+    TENANTS_PARTITIONS_NAME,
+    TenantDay,
+    add_tenants,
+    daily_partitions,
+)
+from analytics_pipeline.rollups.spec import Rollup
+from analytics_pipeline.rollups.tables import REGISTRY
+
+
+@dataclass(frozen=True)
+class BackfillRun:
+    group: str
+    run: PlannedRun
+    run_id: str
+    success: bool
+
+
+def select_rollups(groups: Sequence[str], tables: Sequence[str]) -> dict[str, list[Rollup]]:
+    """The chosen rollups by asset group; nothing chosen means all seven."""
+    known_groups = sorted({r.group for r in REGISTRY})
+    known_tables = [r.name for r in REGISTRY]
+    for g in groups:
+        if g not in known_groups:
+            raise ConfigurationError(f"unknown asset group {g!r}; choose from {known_groups}")
+    for t in tables:
+        if t not in known_tables:
+            raise ConfigurationError(f"unknown table {t!r}; choose from {known_tables}")
+    chosen = [
+        r for r in REGISTRY if (not groups and not tables) or r.group in groups or r.name in tables
+    ]
+    by_group: dict[str, list[Rollup]] = {}
+    for r in chosen:
+        by_group.setdefault(r.group, []).append(r)
+    return by_group
+
+
+def contiguous_blocks(chosen: Sequence[str], order: Sequence[str]) -> list[tuple[str, str]]:
+    """Cut `chosen` tenants into runs of neighbours in `order`, as (first, last) pairs."""
+    position = {t: i for i, t in enumerate(order)}
+    blocks: list[list[str]] = []
+    for t in sorted(set(chosen), key=position.__getitem__):
+        if blocks and position[t] == position[blocks[-1][-1]] + 1:
+            blocks[-1].append(t)
+        else:
+            blocks.append([t])
+    return [(b[0], b[-1]) for b in blocks]
+
+
+def plan_backfill(
+    instance: dg.DagsterInstance,
+    *,
+    first_day: dt.date,
+    last_day: dt.date,
+    tenants: Sequence[str] | None,
+    groups: Sequence[str] = (),
+    tables: Sequence[str] = (),
+) -> list[tuple[str, PlannedRun]]:
+    start = daily_partitions.start.date()
+    if first_day > last_day:
+        raise ConfigurationError(f"--start {first_day} is after --end {last_day}")
+    if first_day < start:
+        raise ConfigurationError(
+            f"--start {first_day} is before the first partition {start} "
+            "(ANALYTICS_PARTITIONS_START)"
+        )
+    if tenants:
+        add_tenants(instance, tenants)  # validates every id first; adds the missing ones
+    order = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
+    if not order:
+        raise ConfigurationError(
+            "no tenants are registered; pass --tenants, or let the "
+            "tenant sensor (analytics-pipeline dev) register them"
+        )
+    blocks = contiguous_blocks(tenants or order, order)
+    plans = []
+    for group, rollups in select_rollups(groups, tables).items():
+        for first, last in blocks:
+            plans.append(
+                (
+                    group,
+                    PlannedRun(
+                        tuple(r.name for r in rollups),
+                        TenantDay(first, first_day),
+                        TenantDay(last, last_day),
+                    ),
+                )
+            )
+    return plans
+
+
+def run_backfill(
+    instance: dg.DagsterInstance,
+    job: dg.JobDefinition,
+    plans: list[tuple[str, PlannedRun]],
+    echo: Callable[[str], None] = print,
+) -> list[BackfillRun]:
+    done = []
+    for group, run in plans:
+        request = run.request("backfill")
+        result = job.execute_in_process(
+            instance=instance,
+            tags={**request.tags, REASON_TAG: "backfill"},
+            asset_selection=request.asset_selection,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        echo(
+            f"{group}: {', '.join(run.assets)} for {run.first.tenant_id}..{run.last.tenant_id} "
+            f"x {run.first.day}..{run.last.day}: run {result.run_id} "
+            f"{'succeeded' if result.success else 'FAILED (see the run in the UI)'}"
+        )
+        done.append(BackfillRun(group, run, result.run_id, result.success))
+    return done

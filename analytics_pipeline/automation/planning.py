@@ -1,0 +1,85 @@
+"""Turning a set of affected partitions into a few range runs.
+
+A Dagster run covers a rectangle: a range of tenants (in the order they were registered) times a
+range of days, for a selection of assets. Few tenants changed: one run per tenant, over the span
+of its changed days, for the assets it touched. Many tenants changed (a burst): one run over the
+bounding rectangle of all of them, which re-computes some unchanged partitions (idempotent, and
+set-based SQL makes them cheap) but keeps the number of runs, and Dagster's per-run cost, small.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+
+from analytics_pipeline.partitions import TenantDay, range_tags
+
+TENANT_TAG = "analytics/tenant"
+REASON_TAG = "analytics/reason"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    assets: tuple[str, ...]  # rollup names
+    first: TenantDay
+    last: TenantDay
+
+    def request(self, reason: str, run_key: str | None = None) -> dg.RunRequest:
+        tags = {**range_tags(self.first, self.last), REASON_TAG: reason}
+        if self.first.tenant_id == self.last.tenant_id:
+            # Lets the run queue cap concurrent runs per tenant (dagster.yaml).
+            tags[TENANT_TAG] = self.first.tenant_id
+        return dg.RunRequest(
+            run_key=run_key,
+            asset_selection=[dg.AssetKey(["analytics", name]) for name in self.assets],
+            tags=tags,
+        )
+
+
+def plan_runs(
+    affected: dict[str, set[tuple[str, dt.date]]],
+    tenant_order: list[str],
+    *,
+    first_day: dt.date,
+    last_day: dt.date,
+    max_runs: int,
+) -> list[PlannedRun]:
+    """Few runs covering every affected partition that Dagster knows (registered, in range)."""
+    position = {t: i for i, t in enumerate(tenant_order)}
+    by_tenant: dict[str, dict[str, list[dt.date]]] = {}
+    for name, parts in affected.items():
+        for tenant, day in parts:
+            if tenant in position and first_day <= day <= last_day:
+                by_tenant.setdefault(tenant, {}).setdefault(name, []).append(day)
+    if not by_tenant:
+        return []
+    if len(by_tenant) <= max_runs:
+        runs = []
+        for tenant in sorted(by_tenant, key=position.__getitem__):
+            days = [d for ds in by_tenant[tenant].values() for d in ds]
+            runs.append(
+                PlannedRun(
+                    tuple(sorted(by_tenant[tenant])),
+                    TenantDay(tenant, min(days)),
+                    TenantDay(tenant, max(days)),
+                )
+            )
+        return runs
+    tenants = sorted(by_tenant, key=position.__getitem__)
+    days = [d for per in by_tenant.values() for ds in per.values() for d in ds]
+    assets = sorted({name for per in by_tenant.values() for name in per})
+    return [
+        PlannedRun(
+            tuple(assets), TenantDay(tenants[0], min(days)), TenantDay(tenants[-1], max(days))
+        )
+    ]
+
+
+def tenant_blocks(tenant_order: list[str], size: int) -> list[tuple[str, str]]:
+    """Consecutive blocks of registered tenants, as (first, last) pairs for range runs."""
+    return [
+        (tenant_order[i], tenant_order[min(i + size, len(tenant_order)) - 1])
+        for i in range(0, len(tenant_order), size)
+    ]

@@ -1,0 +1,304 @@
+"""Sensors and schedules evaluated against real PostgreSQL (OLTP and the Dagster instance).
+
+Why: they decide what gets refreshed without anyone clicking. A new tenant must get its
+partitions and initial build (and a bad id none); a late change must lead to a refresh of exactly
+the affected tables and days, in few runs, without ever being skipped or endlessly repeated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from analytics_pipeline.automation import schedules, sensors
+from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, add_tenants
+from analytics_pipeline.resources.database import OltpDatabase
+from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+@pytest.fixture(scope="module")
+def instance(databases, tmp_path_factory):
+    """A Dagster instance stored in PostgreSQL, configured by the project's dagster.yaml."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    url = sa.make_url(databases.create("dagster")).set(drivername="postgresql+psycopg2")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DAGSTER_PG_URL", url.render_as_string(hide_password=False))
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        yield inst
+    mp.undo()
+
+
+@pytest.fixture
+def clean_instance(instance):
+    for key in instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME):
+        instance.delete_dynamic_partition(TENANTS_PARTITIONS_NAME, key)
+    return instance
+
+
+@pytest.fixture
+def oltp_url(databases) -> str:
+    url = databases.create("auto")
+    make_oltp(url)
+    make_olap(url)
+    return url
+
+
+def _sql(url: str, statement: str, **params) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(statement), params)
+    engine.dispose()
+
+
+def _tick(sensor, instance, url, cursor=None):
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"oltp": OltpDatabase(url=url)}
+    ) as ctx:
+        return sensor(ctx)
+
+
+def _apply_partitions(instance, result: dg.SensorResult) -> None:
+    for req in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+
+
+def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
+    clean_instance, oltp_url, monkeypatch
+):
+    monkeypatch.setattr(sensors, "NEW_TENANTS_PER_TICK", 2)
+    _sql(
+        oltp_url,
+        "INSERT INTO tenants (id, name, status, created_at) VALUES "
+        "('bad|id', 'Bad', 'active', '2026-03-01'), "
+        "('gone', 'Gone', 'offboarded', '2026-03-01'), "
+        "('fresh-co', 'Fresh', 'active', '2026-03-30 12:00+00')",
+    )
+    first = _tick(sensors.tenant_sensor, clean_instance, oltp_url)
+    added = [k for r in first.dynamic_partitions_requests for k in r.partition_keys]
+    assert len(added) == 2
+    assert [r.tags["analytics/tenant"] for r in first.run_requests] == added
+    assert json.loads(first.cursor)["reported_invalid"] == ["bad|id"]
+    _apply_partitions(clean_instance, first)
+    ticks = [first]
+    while ticks[-1].dynamic_partitions_requests:
+        ticks.append(_tick(sensors.tenant_sensor, clean_instance, oltp_url, ticks[-1].cursor))
+        _apply_partitions(clean_instance, ticks[-1])
+    registered = clean_instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
+    assert sorted(registered) == sorted([*TEST_SIZE.tenant_ids(), "fresh-co"])
+    fresh = next(
+        r for t in ticks for r in t.run_requests if r.tags["analytics/tenant"] == "fresh-co"
+    )
+    # The initial build covers the tenant's life: from its creation day to today.
+    assert fresh.tags[START].startswith("2026-03-30|")
+    assert fresh.tags[END] == f"{dt.datetime.now(dt.UTC).date()}|fresh-co"
+    assert fresh.run_key == "new-tenant-fresh-co"
+
+
+def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
+    clean_instance, oltp_url, monkeypatch
+):
+    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
+    add_tenants(clean_instance, TEST_SIZE.tenant_ids())
+    first = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
+    assert first.run_requests == [] and first.skip_reason
+    nothing = _tick(sensors.late_data_sensor, clean_instance, oltp_url, first.cursor)
+    assert nothing.run_requests == []
+    # Late opens for two old days of one tenant.
+    _sql(
+        oltp_url,
+        "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-002' AND opened "
+        "IS NULL AND sent_at >= '2026-03-14' AND sent_at < '2026-03-15'",
+    )
+    _sql(
+        oltp_url,
+        "UPDATE emails SET replied = now() WHERE id = (SELECT min(id) FROM emails "
+        "WHERE tenant_id = 'tenant-002' AND sent_at >= '2026-03-17' "
+        "AND sent_at < '2026-03-18')",
+    )
+    second = _tick(sensors.late_data_sensor, clean_instance, oltp_url, nothing.cursor)
+    assert len(second.run_requests) == 1
+    req = second.run_requests[0]
+    assert (req.tags[START], req.tags[END]) == ("2026-03-14|tenant-002", "2026-03-17|tenant-002")
+    assert {k.path[-1] for k in req.asset_selection} == {
+        "campaign_analytics",
+        "sequence_step_analytics",
+        "mailbox_analytics",
+    }
+    # The same changes are not requested again; the cursor moved past them.
+    third = _tick(sensors.late_data_sensor, clean_instance, oltp_url, second.cursor)
+    assert third.run_requests == []
+
+
+def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url, monkeypatch):
+    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
+    monkeypatch.setattr(sensors, "LATE_DATA_MAX_RUNS", 2)
+    add_tenants(clean_instance, TEST_SIZE.tenant_ids())
+    start = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
+    _sql(oltp_url, "UPDATE emails SET clicked = now() WHERE id % 7 = 0 AND sent_at IS NOT NULL")
+    _sql(
+        oltp_url, "UPDATE invoices SET status = status WHERE issued_at >= :d", d=TEST_SIZE.first_day
+    )
+    _sql(
+        oltp_url,
+        "INSERT INTO admin_actions (tenant_id, actor_id, actor_role, action, "
+        "occurred_at) VALUES ('tenant-003', 'a', 'owner', 'late', '2026-03-12 08:00+00')",
+    )
+    burst = _tick(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    assert len(burst.run_requests) == 1
+    req = burst.run_requests[0]
+    assert req.tags[START] == f"{TEST_SIZE.first_day}|tenant-001"
+    assert req.tags[END].endswith("|tenant-003")
+    assert {k.path[-1] for k in req.asset_selection} == {
+        "campaign_analytics",
+        "sequence_step_analytics",
+        "mailbox_analytics",
+        "billing_analytics",
+        "admin_audit_log",
+    }
+
+
+def test_changes_of_unregistered_tenants_or_before_partitions_are_left_out(
+    clean_instance, oltp_url, monkeypatch
+):
+    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
+    add_tenants(clean_instance, ["tenant-001"])
+    start = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
+    _sql(oltp_url, "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-002'")
+    tick = _tick(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    assert tick.run_requests == []
+
+
+def test_sensor_run_request_refreshes_exactly_its_partitions(clean_instance, oltp_url, monkeypatch):
+    """The request is executable as is and moves the late open into OLAP."""
+    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
+    monkeypatch.setenv("OLTP_DATABASE_URL", oltp_url)
+    monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
+    from analytics_pipeline.definitions import defs
+
+    add_tenants(clean_instance, TEST_SIZE.tenant_ids())
+    start = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
+    _sql(
+        oltp_url,
+        "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-001' AND "
+        "opened IS NULL AND sent_at >= '2026-03-20' AND sent_at < '2026-03-21'",
+    )
+    req = _tick(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor).run_requests[0]
+    result = defs.resolve_job_def("refresh_analytics").execute_in_process(
+        instance=clean_instance, tags=req.tags, asset_selection=req.asset_selection
+    )
+    assert result.success
+    engine = sa.create_engine(oltp_url)
+    with engine.connect() as conn:
+        olap = conn.execute(
+            sa.text(
+                "SELECT tenant_id, date::text, sum(opened_tracked), sum(sent) "
+                "FROM analytics.campaign_analytics GROUP BY 1, 2"
+            )
+        ).all()
+    engine.dispose()
+    assert [(t, d) for t, d, _, _ in olap] == [("tenant-001", "2026-03-20")]
+    _, _, opened, sent = olap[0]
+    assert opened == sent  # every email of that day is now opened
+
+
+def test_schedules_make_one_run_per_block_of_tenants(clean_instance, monkeypatch):
+    monkeypatch.setattr(schedules, "TENANTS_PER_RUN", 2)
+    add_tenants(clean_instance, ["a", "b", "c", "d", "e"])
+    when = dt.datetime(2026, 3, 10, 0, 30, tzinfo=dt.UTC)
+    ctx = dg.build_schedule_context(instance=clean_instance, scheduled_execution_time=when)
+    runs = schedules.daily_refresh(ctx)
+    assert [(r.tags[START], r.tags[END]) for r in runs] == [
+        ("2026-03-09|a", "2026-03-09|b"),
+        ("2026-03-09|c", "2026-03-09|d"),
+        ("2026-03-09|e", "2026-03-09|e"),
+    ]
+    assert len({r.run_key for r in runs}) == 3
+    ctx = dg.build_schedule_context(instance=clean_instance, scheduled_execution_time=when)
+    today = schedules.intraday_refresh(ctx)
+    assert [r.tags[START] for r in today] == ["2026-03-10|a", "2026-03-10|c", "2026-03-10|e"]
+    assert today[0].run_key == "intraday-2026-03-10-0-0030"
+
+
+def test_backfill_plans_one_run_per_group_per_contiguous_block(clean_instance):
+    from analytics_pipeline.automation.backfill import plan_backfill
+
+    add_tenants(clean_instance, ["a", "b", "c", "d"])
+    plans = plan_backfill(
+        clean_instance,
+        first_day=dt.date(2026, 3, 1),
+        last_day=dt.date(2026, 3, 5),
+        tenants=["a", "b", "d"],
+        groups=["billing", "campaigns"],
+    )
+    assert [(g, r.first.tenant_id, r.last.tenant_id, r.assets) for g, r in plans] == [
+        ("campaigns", "a", "b", ("campaign_analytics", "sequence_step_analytics")),
+        ("campaigns", "d", "d", ("campaign_analytics", "sequence_step_analytics")),
+        ("billing", "a", "b", ("billing_analytics",)),
+        ("billing", "d", "d", ("billing_analytics",)),
+    ]
+    everything = plan_backfill(
+        clean_instance, first_day=dt.date(2026, 3, 1), last_day=dt.date(2026, 3, 1), tenants=None
+    )
+    assert len(everything) == 5  # five asset groups, all tenants in one block each
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tenants": ["ok", "not|ok"]}, "'not|ok' cannot be a partition key"),
+        ({"groups": ["nope"]}, "unknown asset group 'nope'"),
+        ({"tables": ["emails"]}, "unknown table 'emails'"),
+        ({"first_day": dt.date(2026, 3, 9)}, "--start 2026-03-09 is after --end 2026-03-05"),
+        ({"first_day": dt.date(2001, 1, 1)}, "before the first partition"),
+    ],
+)
+def test_backfill_refuses_bad_input_before_doing_anything(clean_instance, kwargs, message):
+    from analytics_pipeline.automation.backfill import plan_backfill
+    from analytics_pipeline.errors import AnalyticsPipelineError
+
+    args = {
+        "first_day": dt.date(2026, 3, 1),
+        "last_day": dt.date(2026, 3, 5),
+        "tenants": ["ok"],
+        **kwargs,
+    }
+    with pytest.raises(AnalyticsPipelineError, match=message.replace("|", r"\|")):
+        plan_backfill(clean_instance, **args)
+    if "tenants" in kwargs:
+        assert clean_instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME) == []
+
+
+def test_transient_database_errors_are_told_apart_from_permanent_ones(oltp_url):
+    """Real errors from a real server: retry a refused connection, fail on a bad table."""
+    from analytics_pipeline.errors import RollupError
+    from analytics_pipeline.partitions import TenantDay
+    from analytics_pipeline.resources.database import OlapDatabase
+    from analytics_pipeline.rollups.engine import refresh
+    from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
+
+    part = [TenantDay("tenant-001", dt.date(2026, 3, 20))]
+    closed = sa.make_url(oltp_url).set(port=9).render_as_string(hide_password=False)
+    with pytest.raises(RollupError) as err:
+        refresh(
+            CAMPAIGN_ANALYTICS, part, oltp=OltpDatabase(url=closed), olap=OlapDatabase(url=closed)
+        )
+    assert err.value.transient and "will be retried" in str(err.value)
+    _sql(oltp_url, "ALTER TABLE analytics.campaign_analytics RENAME COLUMN replied TO r")
+    with pytest.raises(RollupError) as err:
+        refresh(
+            CAMPAIGN_ANALYTICS,
+            part,
+            oltp=OltpDatabase(url=oltp_url),
+            olap=OlapDatabase(url=oltp_url),
+        )
+    assert not err.value.transient and "UndefinedColumn" in str(err.value)
