@@ -93,6 +93,7 @@ def test_range_run_on_postgres_backed_instance(defs, shared_url, databases, tmp_
     shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PooledPostgresEventLogStorage"
         add_tenants(instance, TEST_SIZE.tenant_ids())
         first = TenantDay("tenant-001", dt.date(2026, 3, 20))
         last = TenantDay("tenant-002", dt.date(2026, 3, 24))

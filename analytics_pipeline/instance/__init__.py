@@ -1,0 +1,1 @@
+"""Dagster instance plumbing: storage tuned for per-partition bookkeeping."""
