@@ -251,7 +251,9 @@ def generate_tenant(size: DemoSize, index: int, tenant_id: str) -> TenantData:
 
     # Warmup: ~8 a day per warmup-enabled mailbox; placement unknown for the last day's sends.
     wm = mbx_ids[warmup] if warmup.any() else mbx_ids[:1]
-    w_per_day = rng.poisson(8 * len(wm), size.days)
+    # About 8 a day per mailbox, but never more than a tenth of the outreach volume, so that
+    # wide, thin datasets (many tenants, few emails) stay small.
+    w_per_day = rng.poisson(min(8 * len(wm), max(1, size.emails_per_day // 10)), size.days)
     wn = int(w_per_day.sum())
     w_day = np.repeat(np.arange(size.days), w_per_day)
     w_sent = first + w_day * DAY + (rng.random(wn) * 86_400e6).astype("timedelta64[us]")
@@ -332,7 +334,7 @@ def generate_tenant(size: DemoSize, index: int, tenant_id: str) -> TenantData:
         }
     )
 
-    a_per_day = rng.poisson(4, size.days)
+    a_per_day = rng.poisson(min(4, max(1, size.emails_per_day // 10)), size.days)
     an = int(a_per_day.sum())
     a_day = np.repeat(np.arange(size.days), a_per_day)
     occurred = first + a_day * DAY + (rng.random(an) * 86_400e6).astype("timedelta64[us]")

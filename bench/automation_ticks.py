@@ -1,0 +1,155 @@
+"""Benchmark: sensor and schedule tick times at scale (default 500 tenants x 730 days).
+
+Loads a wide, thin OLTP dataset (many tenants and days, few emails a day), registers the tenants
+on a fresh PostgreSQL-backed instance, and times, on the real server:
+- the tenant sensor's tick that finds every tenant new (it registers the first 25);
+- a tenant sensor tick with nothing new (the steady state);
+- the late-data sensor's tick after a burst of late changes across every tenant and day;
+- a quiet late-data tick; the daily and intraday schedule ticks.
+It prints the number of runs each tick requests and the runs a day the schedules make.
+
+    .venv/bin/python -u bench/automation_ticks.py --tenants 500 --days 730
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from analytics_pipeline.automation import schedules, sensors
+from analytics_pipeline.demo.generator import DemoSize
+from analytics_pipeline.demo.loader import load_demo
+from analytics_pipeline.partitions import add_tenants
+from analytics_pipeline.resources.database import OltpDatabase
+from analytics_pipeline.warehouse.migrate import upgrade
+
+ADMIN_URL = os.environ.get(
+    "ANALYTICS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def database(admin: sa.Engine, name: str, fresh: bool) -> str:
+    with admin.connect() as conn:
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        ).scalar()
+        if fresh and exists:
+            conn.execute(sa.text('DROP DATABASE "' + name + '" WITH (FORCE)'))
+        if fresh or not exists:
+            conn.execute(sa.text('CREATE DATABASE "' + name + '"'))
+    return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def timed(label: str, fn):
+    started = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - started
+    runs = len(out.run_requests or []) if isinstance(out, dg.SensorResult) else len(out)
+    print(f"  {label:<46} {seconds:6.2f}s   {runs:>4} run(s) requested")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=500)
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--emails-per-day", type=int, default=2)
+    args = parser.parse_args()
+    size = DemoSize(
+        tenants=args.tenants,
+        days=args.days,
+        emails_per_day=args.emails_per_day,
+        seed=9,
+        end_date=dt.date(2026, 6, 30),
+    )
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    oltp_url = database(admin, f"ap_bench_ticks_{args.tenants}x{args.days}", fresh=False)
+    engine = sa.create_engine(oltp_url)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        report = load_demo(conn, size)
+        upgrade(conn)
+    with engine.connect() as conn:
+        conn.execute(sa.text("ANALYZE"))
+        counts = {
+            t: conn.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar()
+            for t in ("emails", "leads", "warmup_emails", "invoices", "admin_actions")
+        }
+    print(
+        f"data: {args.tenants} tenants x {args.days} days "
+        f"({'loaded in %.0fs' % (time.perf_counter() - started) if report else 'reused'}): "
+        + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    )
+    dagster_url = database(admin, "ap_bench_ticks_dagster", fresh=True)
+    os.environ["DAGSTER_PG_URL"] = (
+        sa.make_url(dagster_url)
+        .set(drivername="postgresql+psycopg2")
+        .render_as_string(hide_password=False)
+    )
+    oltp = OltpDatabase(url=oltp_url)
+
+    def tick(sensor, instance, cursor=None):
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"oltp": oltp}
+        ) as ctx:
+            return sensor(ctx)
+
+    with tempfile.TemporaryDirectory() as home:
+        (Path(home) / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+        with dg.DagsterInstance.from_config(home) as instance:
+            print("ticks:")
+            timed("tenant_sensor, every tenant new", lambda: tick(sensors.tenant_sensor, instance))
+            add_tenants(instance, size.tenant_ids())
+            timed("tenant_sensor, nothing new", lambda: tick(sensors.tenant_sensor, instance))
+            sensors.LATE_DATA_LAG_SECONDS = 0
+            start = tick(sensors.late_data_sensor, instance)
+            with engine.begin() as conn:
+                changed = conn.execute(
+                    sa.text("UPDATE emails SET opened = coalesce(opened, now()) WHERE id % 20 = 0")
+                ).rowcount
+                changed += conn.execute(
+                    sa.text("UPDATE leads SET status = status WHERE id LIKE '%0'")
+                ).rowcount
+            burst = timed(
+                f"late_data_sensor, burst of {changed:,} changed rows",
+                lambda: tick(sensors.late_data_sensor, instance, start.cursor),
+            )
+            timed(
+                "late_data_sensor, quiet",
+                lambda: tick(sensors.late_data_sensor, instance, burst.cursor),
+            )
+            when = dt.datetime(2026, 7, 1, 0, 30, tzinfo=dt.UTC)
+            daily = timed(
+                "daily_refresh",
+                lambda: schedules.daily_refresh(
+                    dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+                ),
+            )
+            intraday = timed(
+                "intraday_refresh",
+                lambda: schedules.intraday_refresh(
+                    dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+                ),
+            )
+    print(
+        f"runs a day from the schedules: {len(daily)} daily + 48 x {len(intraday)} intraday = "
+        f"{len(daily) + 48 * len(intraday)}; the late-data sensor adds at most "
+        f"{sensors.LATE_DATA_MAX_RUNS} a tick (4 ticks a minute), and 1 a tick in a burst"
+    )
+    engine.dispose()
+    oltp.dispose()
+    admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
