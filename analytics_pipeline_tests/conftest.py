@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +63,16 @@ def databases() -> Iterator[Databases]:
 
 
 EDGE_CASES = Path(__file__).with_name("edge_cases.sql")
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 60) -> int:
+    """SIGTERM a child as a user or supervisor would; kill it (and fail) if it hangs."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
 
 
 def make_oltp(url: str, size: DemoSize | None = TEST_SIZE, edge_cases: bool = False) -> None:

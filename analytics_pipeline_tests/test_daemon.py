@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
+from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = "2026-03-20"
@@ -119,9 +118,5 @@ def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch
             _wait(refreshed, 150, "the OLAP row to show the late opens")
             print(f"freshness: {time.monotonic() - changed_at:.1f}s from OLTP change to OLAP row")
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+            terminate(daemon)
     engine.dispose()

@@ -8,7 +8,6 @@ when it is stopped with SIGTERM.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from analytics_pipeline.embedded.server import EmbeddedPostgres
+from analytics_pipeline_tests.conftest import terminate
 from analytics_pipeline_tests.test_cli import CLI, ROOT, _env, _run
 
 QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }"
@@ -82,10 +82,5 @@ def test_dev_serves_lineage_on_embedded_postgres_and_stops_cleanly(tmp_path: Pat
         storage = (tmp_path / "dagster_home" / "dagster.yaml").read_text()
         assert "postgres_url" in storage
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        terminate(proc)
     assert not EmbeddedPostgres(tmp_path / "postgres").is_running()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from _databases import database
 
 from analytics_pipeline.automation import schedules, sensors
 from analytics_pipeline.demo.generator import DemoSize
@@ -31,22 +32,7 @@ from analytics_pipeline.partitions import add_tenants
 from analytics_pipeline.resources.database import OltpDatabase
 from analytics_pipeline.warehouse.migrate import upgrade
 
-ADMIN_URL = os.environ.get(
-    "ANALYTICS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def database(admin: sa.Engine, name: str, fresh: bool) -> str:
-    with admin.connect() as conn:
-        exists = conn.execute(
-            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-        ).scalar()
-        if fresh and exists:
-            conn.execute(sa.text('DROP DATABASE "' + name + '" WITH (FORCE)'))
-        if fresh or not exists:
-            conn.execute(sa.text('CREATE DATABASE "' + name + '"'))
-    return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def timed(label: str, fn):
@@ -71,8 +57,7 @@ def main() -> int:
         seed=9,
         end_date=dt.date(2026, 6, 30),
     )
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    oltp_url = database(admin, f"ap_bench_ticks_{args.tenants}x{args.days}", fresh=False)
+    oltp_url = database(f"ap_bench_ticks_{args.tenants}x{args.days}")
     engine = sa.create_engine(oltp_url)
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -89,7 +74,7 @@ def main() -> int:
         f"({'loaded in %.0fs' % (time.perf_counter() - started) if report else 'reused'}): "
         + ", ".join(f"{k} {v:,}" for k, v in counts.items())
     )
-    dagster_url = database(admin, "ap_bench_ticks_dagster", fresh=True)
+    dagster_url = database("ap_bench_ticks_dagster", fresh=True)
     os.environ["DAGSTER_PG_URL"] = (
         sa.make_url(dagster_url)
         .set(drivername="postgresql+psycopg2")
@@ -147,7 +132,6 @@ def main() -> int:
     )
     engine.dispose()
     oltp.dispose()
-    admin.dispose()
     return 0
 
 

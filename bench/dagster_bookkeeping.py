@@ -20,15 +20,13 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from _databases import database
 
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
 from analytics_pipeline.warehouse.migrate import upgrade
 
-ADMIN_URL = os.environ.get(
-    "ANALYTICS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 ROOT = Path(__file__).resolve().parents[1]
 STOCK = """
 storage:
@@ -40,19 +38,11 @@ telemetry:
 """
 
 
-def fresh_database(admin: sa.Engine, name: str) -> str:
-    with admin.connect() as conn:
-        conn.execute(sa.text('DROP DATABASE IF EXISTS "' + name + '" WITH (FORCE)'))
-        conn.execute(sa.text('CREATE DATABASE "' + name + '"'))
-    return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=3)
     parser.add_argument("--days", type=int, default=200)
     args = parser.parse_args()
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     size = DemoSize(
         tenants=args.tenants,
         days=args.days,
@@ -60,7 +50,7 @@ def main() -> int:
         seed=5,
         end_date=dt.date(2026, 6, 30),
     )
-    oltp_url = fresh_database(admin, "ap_bench_bookkeeping")
+    oltp_url = database("ap_bench_bookkeeping", fresh=True)
     engine = sa.create_engine(oltp_url)
     with engine.begin() as conn:
         load_demo(conn, size)
@@ -83,7 +73,7 @@ def main() -> int:
     )
     results = {}
     for label, yaml in (("stock", STOCK), ("pooled", (ROOT / "dagster.yaml").read_text())):
-        url = fresh_database(admin, f"ap_bench_bookkeeping_{label}")
+        url = database(f"ap_bench_bookkeeping_{label}", fresh=True)
         os.environ["DAGSTER_PG_URL"] = (
             sa.make_url(url)
             .set(drivername="postgresql+psycopg2")
@@ -110,7 +100,6 @@ def main() -> int:
             f"bookkeeping {per:5.1f} ms/partition"
         )
     print(f"pooled / stock = {results['pooled'] / results['stock']:.2f}")
-    admin.dispose()
     return 0
 
 

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from _databases import database
 
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
@@ -45,9 +46,6 @@ from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.warehouse.migrate import upgrade
 
-ADMIN_URL = os.environ.get(
-    "ANALYTICS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 # The statements are spelled out in full on purpose: "raw" means no machinery at all.
 RAW_DELETE = sa.text("""
 DELETE FROM analytics.campaign_analytics
@@ -102,17 +100,6 @@ SELECT tenant_id, date, campaign_id, sent, delivered, opened_tracked, clicked_tr
 FROM analytics.campaign_analytics
 ORDER BY tenant_id, date, campaign_id NULLS FIRST
 """)
-
-
-def ensure_database(name: str) -> str:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.execute(
-            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-        ).scalar():
-            conn.execute(sa.text('CREATE DATABASE "' + name + '"'))
-    admin.dispose()
-    return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def run_raw(engine: sa.Engine, size: DemoSize) -> None:
@@ -208,7 +195,7 @@ def main() -> int:
         end_date=dt.date(2026, 6, 30),
     )
     name = f"ap_bench_{args.tenants}x{args.days}x{args.emails_per_day}_s{args.seed}"
-    url = ensure_database(name)
+    url = database(name)
     engine = sa.create_engine(url)
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -258,7 +245,7 @@ def main() -> int:
                 assert conn.execute(SNAPSHOT).all() == reference, "seed and pipeline rows differ"
 
     if args.dagster:
-        dagster_url = ensure_database(name + "_dagster")
+        dagster_url = database(name + "_dagster")
         results["dagster"] = [run_dagster(url, size, dagster_url)]
 
     raw = statistics.median(results["raw"])
