@@ -302,3 +302,38 @@ def test_transient_database_errors_are_told_apart_from_permanent_ones(oltp_url):
             olap=OlapDatabase(url=oltp_url),
         )
     assert not err.value.transient and "UndefinedColumn" in str(err.value)
+
+
+def test_transient_failures_are_retried_and_permanent_ones_are_not(
+    clean_instance, oltp_url, monkeypatch
+):
+    """Through Dagster: an unreachable OLTP is retried MAX_RETRIES times; a broken table is not."""
+    from analytics_pipeline.assets import rollups as asset_module
+
+    monkeypatch.setattr(asset_module, "RETRY_BASE_SECONDS", 0)
+    add_tenants(clean_instance, ["tenant-001"])
+    selection = [dg.AssetKey(["analytics", "campaign_analytics"])]
+    key = "2026-03-20|tenant-001"
+
+    def run(url):
+        monkeypatch.setenv("OLTP_DATABASE_URL", url)
+        monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
+        from analytics_pipeline.definitions import defs
+
+        return defs.resolve_job_def("refresh_analytics").execute_in_process(
+            instance=clean_instance,
+            partition_key=key,
+            asset_selection=selection,
+            raise_on_error=False,
+        )
+
+    def retries(result):
+        return len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"])
+
+    unreachable = run(sa.make_url(oltp_url).set(port=9).render_as_string(hide_password=False))
+    assert not unreachable.success
+    assert retries(unreachable) == asset_module.MAX_RETRIES
+    _sql(oltp_url, "ALTER TABLE analytics.campaign_analytics RENAME COLUMN replied TO r")
+    broken = run(oltp_url)
+    assert not broken.success
+    assert retries(broken) == 0

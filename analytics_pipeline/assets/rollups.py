@@ -22,6 +22,7 @@ OLAP_PREFIX = "analytics"
 # Caps how many steps read OLTP at once, across all runs (see dagster.yaml and docs/OPERATIONS.md).
 OLTP_POOL = "oltp"
 MAX_RETRIES = 3
+RETRY_BASE_SECONDS = 5  # waits 5, 10, 20 s
 
 
 def rollup_key(rollup: Rollup) -> dg.AssetKey:
@@ -96,9 +97,10 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
             result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=context.run.run_id)
         except RollupError as exc:
             if exc.transient:
-                # Backoff 5, 10, 20 s; after that the run fails with the last error.
+                # Exponential backoff; after MAX_RETRIES the run fails with the last error.
                 raise dg.RetryRequested(
-                    max_retries=MAX_RETRIES, seconds_to_wait=5 * 2**context.retry_number
+                    max_retries=MAX_RETRIES,
+                    seconds_to_wait=RETRY_BASE_SECONDS * 2**context.retry_number,
                 ) from exc
             if not isinstance(exc, DataQualityError):
                 raise
