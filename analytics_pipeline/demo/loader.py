@@ -12,7 +12,8 @@ from dataclasses import asdict
 
 import sqlalchemy as sa
 
-from analytics_pipeline.demo.generator import LOAD_ORDER, DemoSize, LoadReport, load
+from analytics_pipeline.demo.bulk import LOAD_ORDER, LoadReport, load
+from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.errors import DemoDataError
 from analytics_pipeline.settings import redact
 from analytics_pipeline.sources.schema import create_oltp_schema, oltp_schema_exists

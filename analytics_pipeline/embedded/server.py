@@ -29,7 +29,6 @@ import pwd
 import secrets
 import signal
 import socket
-import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,11 +37,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from analytics_pipeline.embedded.system_user import SYSTEM_USER, ensure_system_user, grant_traversal
 from analytics_pipeline.errors import EmbeddedPostgresError
 
 log = logging.getLogger(__name__)
 
-SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
 APP_DATABASE = "outreach"
 DAGSTER_DATABASE = "dagster"
@@ -240,9 +239,9 @@ class EmbeddedPostgres:
             return False
         user = self._run_as()
         if user is not None:
-            self._ensure_system_user()
-            self._grant_traversal(self.data.parent)
-            self._grant_traversal(_bin_dir())
+            ensure_system_user()
+            grant_traversal(self.data.parent)
+            grant_traversal(_bin_dir())
         self.data.mkdir(mode=0o700, exist_ok=True)
         password = secrets.token_urlsafe(24)
         self._password_file.write_text(password)
@@ -275,33 +274,6 @@ class EmbeddedPostgres:
             # Loopback TCP only; no Unix socket, so no socket folder to open to other users.
             conf.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n")
         return True
-
-    def _ensure_system_user(self) -> None:
-        try:
-            pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    SYSTEM_USER,
-                ],
-                check=True,
-                capture_output=True,
-            )
-
-    @staticmethod
-    def _grant_traversal(path: Path) -> None:
-        # The server's user must reach its data and binaries through our folders: add only the
-        # search bit (o+x), never read, to the folders on the way that lack it.
-        for folder in [path, *path.parents]:
-            mode = folder.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                folder.chmod(mode | stat.S_IXOTH)
-                log.warning("granted o+x on %s so the embedded server's user can reach it", folder)
 
     def _running(self) -> Running | None:
         pidfile = self.data / "postmaster.pid"
