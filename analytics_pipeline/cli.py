@@ -126,15 +126,21 @@ def cmd_dev(args: argparse.Namespace) -> int:
         oltp.dispose()
         dagster = Path(sys.executable).with_name("dagster")
         cmd = [str(dagster), "dev", "-w", str(workspace), *args.dagster_args]
-        child = subprocess.Popen(cmd)
+        children: list[subprocess.Popen] = []
 
         def _forward(signum: int, _frame: object) -> None:
-            child.send_signal(signum)
+            # dagster dev stops cleanly on SIGINT (as on Ctrl-C), whichever signal we got.
+            for child in children:
+                child.send_signal(signal.SIGINT)
 
+        # Installed before the child starts: a handled signal is reset to its default in the
+        # child, whereas an ignored one (SIGINT in a background job) would stay ignored there
+        # and make dagster dev deaf to SIGTERM and Ctrl-C alike.
         signal.signal(signal.SIGTERM, _forward)
         signal.signal(signal.SIGINT, _forward)
+        children.append(subprocess.Popen(cmd))
         # Leaving the `with` stops the embedded server, once dagster dev has exited.
-        return child.wait()
+        return children[0].wait()
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
