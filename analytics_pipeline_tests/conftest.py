@@ -7,6 +7,7 @@ concurrent runs never collide.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -66,13 +67,17 @@ EDGE_CASES = Path(__file__).with_name("edge_cases.sql")
 
 
 def terminate(proc: subprocess.Popen, timeout: float = 60) -> int:
-    """SIGTERM a child as a user or supervisor would; kill it (and fail) if it hangs."""
+    """SIGTERM a child as a user or supervisor would; kill it (and fail) if it hangs.
+
+    The child must have been started with start_new_session=True: whatever it left behind in
+    its process group (Dagster's code servers, say) is killed too, so no test leaves processes.
+    """
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def make_oltp(url: str, size: DemoSize | None = TEST_SIZE, edge_cases: bool = False) -> None:

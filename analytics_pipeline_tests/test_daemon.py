@@ -87,6 +87,7 @@ def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
 

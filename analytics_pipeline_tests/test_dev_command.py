@@ -108,6 +108,7 @@ def test_dev_serves_lineage_on_embedded_postgres_and_stops_cleanly(tmp_path: Pat
         # would block it.
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120

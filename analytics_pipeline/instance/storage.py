@@ -40,6 +40,13 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         )
         stock.dispose()
 
+    def dispose(self) -> None:
+        # The stock storage holds no connections, so its dispose() leaves the engine alone;
+        # ours must close the pool, or every instance a long-lived process (code server,
+        # daemon) creates and disposes would keep its idle connections open.
+        super().dispose()
+        self._engine.dispose()
+
     @classmethod
     def config_type(cls):
         return pg_config()
