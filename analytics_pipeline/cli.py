@@ -86,13 +86,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from analytics_pipeline.runtime import environment
-    from analytics_pipeline.warehouse.migrate import upgrade
+    from analytics_pipeline.warehouse.migrate import upgrade_database
 
     with environment(need_dagster_home=False) as settings:
-        engine = sa.create_engine(settings.olap_url)
-        with engine.begin() as conn:
-            done = upgrade(conn)
-        engine.dispose()
+        done = upgrade_database(settings.olap_url)
     print("\n".join(done) if done else "the OLAP schema is up to date")
     return 0
 
@@ -101,29 +98,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from analytics_pipeline.runtime import WORKSPACE_YAML, environment, project_file
-    from analytics_pipeline.sources.schema import oltp_schema_exists
-    from analytics_pipeline.tenants import oltp_tenant_ids, sync_tenants
-    from analytics_pipeline.warehouse.migrate import upgrade
+    from analytics_pipeline.tenants import register_oltp_tenants
+    from analytics_pipeline.warehouse.migrate import upgrade_database
 
     workspace = project_file(WORKSPACE_YAML)
     with environment() as settings:
-        olap = sa.create_engine(settings.olap_url)
-        with olap.begin() as conn:
-            upgrade(conn)
-        olap.dispose()
-        oltp = sa.create_engine(settings.oltp_url)
-        with oltp.connect() as conn:
-            if oltp_schema_exists(conn):
-                synced = sync_tenants(dg.DagsterInstance.get(), oltp_tenant_ids(conn))
-                for tenant_id, why in synced.invalid.items():
-                    print(f"skipped tenant {tenant_id!r}: {why}", file=sys.stderr)
-            else:
-                print(
-                    "the OLTP database has no tables yet: run `analytics-pipeline demo` to load "
-                    "demo data",
-                    file=sys.stderr,
-                )
-        oltp.dispose()
+        upgrade_database(settings.olap_url)
+        synced = register_oltp_tenants(settings.oltp_url, dg.DagsterInstance.get())
+        if synced is None:
+            print(
+                "the OLTP database has no tables yet: run `analytics-pipeline demo` to load "
+                "demo data",
+                file=sys.stderr,
+            )
+        else:
+            for tenant_id, why in synced.invalid.items():
+                print(f"skipped tenant {tenant_id!r}: {why}", file=sys.stderr)
         dagster = Path(sys.executable).with_name("dagster")
         cmd = [str(dagster), "dev", "-w", str(workspace), *args.dagster_args]
         children: list[subprocess.Popen] = []

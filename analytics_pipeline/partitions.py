@@ -54,6 +54,18 @@ def _start_date() -> str:
     return raw
 
 
+def split_tenant_ids(tenant_ids: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """The ids that can be partition keys, and the others with the reason each was refused."""
+    valid: list[str] = []
+    invalid: dict[str, str] = {}
+    for tenant_id in tenant_ids:
+        try:
+            valid.append(validate_tenant_id(tenant_id))
+        except InvalidPartitionKeyError as exc:
+            invalid[tenant_id] = str(exc)
+    return valid, invalid
+
+
 tenant_partitions = dg.DynamicPartitionsDefinition(name=TENANTS_PARTITIONS_NAME)
 
 # end_offset=1 makes today's partition exist, so the current day can be refreshed during the day.

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
-from analytics_pipeline.errors import InvalidPartitionKeyError
-from analytics_pipeline.partitions import add_tenants, validate_tenant_id
+from analytics_pipeline.partitions import add_tenants, split_tenant_ids
+from analytics_pipeline.sources.schema import oltp_schema_exists
 from analytics_pipeline.sources.tables import tenants
 
 
@@ -29,10 +29,18 @@ def oltp_tenant_ids(conn: sa.Connection) -> list[str]:
 
 def sync_tenants(instance: dg.DagsterInstance, tenant_ids: list[str]) -> TenantSync:
     """Add the valid new ids as partitions; report, and skip, the ones that cannot be keys."""
-    valid, invalid = [], {}
-    for tenant_id in tenant_ids:
-        try:
-            valid.append(validate_tenant_id(tenant_id))
-        except InvalidPartitionKeyError as exc:
-            invalid[tenant_id] = str(exc)
+    valid, invalid = split_tenant_ids(tenant_ids)
     return TenantSync(added=add_tenants(instance, valid), invalid=invalid)
+
+
+def register_oltp_tenants(oltp_url: sa.URL, instance: dg.DagsterInstance) -> TenantSync | None:
+    """Register the OLTP database's tenants as partitions; None when it has no tables yet."""
+    engine = sa.create_engine(oltp_url)
+    try:
+        with engine.connect() as conn:
+            if not oltp_schema_exists(conn):
+                return None
+            tenant_ids = oltp_tenant_ids(conn)
+    finally:
+        engine.dispose()
+    return sync_tenants(instance, tenant_ids)

@@ -9,13 +9,12 @@ import sqlalchemy as sa
 
 from analytics_pipeline.automation.changes import affected_since, database_now, feeds
 from analytics_pipeline.automation.planning import PlannedRun, plan_runs
-from analytics_pipeline.errors import InvalidPartitionKeyError
 from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
     daily_partitions,
+    split_tenant_ids,
     tenant_partitions,
-    validate_tenant_id,
 )
 from analytics_pipeline.resources.database import OltpDatabase
 from analytics_pipeline.rollups.tables import REGISTRY
@@ -56,18 +55,13 @@ def tenant_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg
         ).all()
         today = database_now(conn).astimezone(dt.UTC).date()
     registered = set(context.instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME))
-    new: list[tuple[str, dt.date]] = []
-    for tenant_id, created_at in rows:
-        if tenant_id in registered:
-            continue
-        try:
-            validate_tenant_id(tenant_id)
-        except InvalidPartitionKeyError as exc:
-            if tenant_id not in reported:
-                context.log.warning(str(exc))
-                reported.add(tenant_id)
-            continue
-        new.append((tenant_id, max(created_at.astimezone(dt.UTC).date(), _first_day())))
+    created = {tenant_id: created_at for tenant_id, created_at in rows}
+    valid, invalid = split_tenant_ids(t for t in created if t not in registered)
+    for tenant_id, why in invalid.items():
+        if tenant_id not in reported:
+            context.log.warning(why)
+            reported.add(tenant_id)
+    new = [(t, max(created[t].astimezone(dt.UTC).date(), _first_day())) for t in valid]
     batch = new[:NEW_TENANTS_PER_TICK]
     runs = [
         PlannedRun(ALL_ROLLUPS, TenantDay(t, min(start, today)), TenantDay(t, today)).request(

@@ -17,9 +17,9 @@ from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay, ra
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.settings import DatabaseSettings
-from analytics_pipeline.tenants import oltp_tenant_ids, sync_tenants
+from analytics_pipeline.tenants import register_oltp_tenants
 from analytics_pipeline.warehouse.metadata import SCHEMA
-from analytics_pipeline.warehouse.migrate import upgrade
+from analytics_pipeline.warehouse.migrate import upgrade_database
 
 MAIN_JOB = "refresh_analytics"
 
@@ -48,21 +48,15 @@ def run_demo(
         else:
             rows = ", ".join(f"{k} {v:,}" for k, v in report.rows.items())
             echo(f"OLTP: loaded in {time.perf_counter() - started:.1f}s: {rows}")
-        with olap_engine.begin() as conn:
-            for line in upgrade(conn):
-                echo(f"OLAP: {line}")
+        for line in upgrade_database(settings.olap_url):
+            echo(f"OLAP: {line}")
 
         instance = dg.DagsterInstance.get()
-        with oltp_engine.connect() as conn:
-            tenant_ids = oltp_tenant_ids(conn)
-        synced = sync_tenants(instance, tenant_ids)
+        synced = register_oltp_tenants(settings.oltp_url, instance)
         for tenant_id, why in synced.invalid.items():
             echo(f"skipped tenant {tenant_id!r}: {why}")
-        echo(
-            f"Dagster: {len(synced.added)} new tenant partition(s), "
-            f"{len(tenant_ids) - len(synced.invalid)} in all"
-        )
         ordered = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
+        echo(f"Dagster: {len(synced.added)} new tenant partition(s), {len(ordered)} in all")
         demo_tenants = set(size.tenant_ids())
         in_range = [t for t in ordered if t in demo_tenants]
         if not in_range:

@@ -77,6 +77,16 @@ def upgrade(conn: sa.Connection) -> list[str]:
     return done
 
 
+def upgrade_database(url: sa.URL) -> list[str]:
+    """`upgrade` in its own transaction on the database at `url`."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            return upgrade(conn)
+    finally:
+        engine.dispose()
+
+
 def verify(conn: sa.Connection) -> None:
     """Raise SchemaError unless every OLAP table exists with its defined columns and types."""
     inspector = sa.inspect(conn)
