@@ -5,6 +5,7 @@ analytics-pipeline dev        the Dagster UI and daemon (`dagster dev`) on the s
 analytics-pipeline migrate    create or upgrade the OLAP `analytics` schema
 analytics-pipeline generate   load the synthetic dataset into OLTP (size knobs, seed)
 analytics-pipeline embedded   status / stop of the embedded PostgreSQL
+analytics-pipeline events     status / deliver of the event outbox (undelivered PostHog events)
 """
 
 from __future__ import annotations
@@ -167,6 +168,48 @@ def cmd_embedded(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    from analytics_pipeline.tracking import EventTracker, TrackingConfig
+    from analytics_pipeline.tracking.outbox import Outbox
+
+    config = TrackingConfig.from_env()
+    if config.sends:
+        print(f"events: sent to {config.host} (environment {config.environment})")
+    else:
+        print(
+            f"events: log-only (environment {config.environment}; sending needs "
+            "ANALYTICS_ENV=production and POSTHOG_API_KEY)"
+        )
+    if not config.outbox_path.exists():
+        print(f"outbox {config.outbox_path}: none (nothing was ever undelivered)")
+        return 0
+    outbox = Outbox(config.outbox_path)
+    count, oldest, error = outbox.summary()
+    outbox.close()
+    age = (
+        f", oldest since {dt.datetime.fromtimestamp(oldest, dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+        if oldest
+        else ""
+    )
+    print(f"outbox {config.outbox_path}: {count} undelivered event(s){age}")
+    if error:
+        print(f"last error: {error}")
+    if args.action == "status" or count == 0:
+        return 0
+    if not config.sends:
+        raise ConfigurationError(
+            "cannot deliver: set ANALYTICS_ENV=production and POSTHOG_API_KEY to send the outbox"
+        )
+    tracker = EventTracker(config)
+    deadline = time.monotonic() + args.timeout
+    while tracker.pending_in_outbox() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    tracker.shutdown()
+    left = tracker.pending_in_outbox()
+    print(f"delivered {count - left}, {left} left")
+    return 0 if left == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="analytics-pipeline",
@@ -204,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embedded", help="the embedded PostgreSQL server")
     p.add_argument("action", choices=["status", "stop"])
     p.set_defaults(func=cmd_embedded)
+
+    p = sub.add_parser("events", help="the outbox of PostHog events not delivered yet")
+    p.add_argument("action", choices=["status", "deliver"])
+    p.add_argument(
+        "--timeout", type=float, default=60, help="deliver: seconds to keep trying (default 60)"
+    )
+    p.set_defaults(func=cmd_events)
     return parser
 
 

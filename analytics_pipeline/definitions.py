@@ -15,6 +15,7 @@ from analytics_pipeline.automation.sensors import (
     tenant_sensor,
 )
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
+from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.settings import OLAP_URL_ENV, OLTP_URL_ENV
 
@@ -36,6 +37,8 @@ def _resources() -> dict[str, dg.ConfigurableResource]:
             url=dg.EnvVar(OLTP_URL_ENV), application_name="analytics_pipeline:oltp"
         ),
         "olap": OlapDatabase(url=dg.EnvVar(olap_env), application_name="analytics_pipeline:olap"),
+        # Settings (and the PostHog key) come from the environment: docs/EVENT_TRACKING.md.
+        "tracking": EventTrackingResource(),
     }
 
 

@@ -59,3 +59,15 @@ class EmbeddedPostgresError(AnalyticsPipelineError):
 
 class DemoDataError(AnalyticsPipelineError):
     """The demo generator refused to write, or was given sizes it cannot produce."""
+
+
+class EventContractError(AnalyticsPipelineError, ValueError):
+    """An event name the registry does not know, or properties that break its contract.
+
+    Raised to the caller in development and tests; in production the facade reports it (an
+    error log and a counter) and still sends the event, marked, so that nothing is lost.
+    """
+
+    def __init__(self, message: str, *, event: str) -> None:
+        super().__init__(message)
+        self.event = event

@@ -143,11 +143,15 @@ def to_windows(partitions: Sequence[TenantDay]) -> list[TenantWindow]:
     return windows
 
 
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
 def range_tags(first: TenantDay, last: TenantDay) -> dict[str, str]:
     """Run tags for one run over the rectangle from `first` to `last` (tenant order as added)."""
     return {
-        "dagster/asset_partition_range_start": str(first.partition_key()),
-        "dagster/asset_partition_range_end": str(last.partition_key()),
+        RANGE_START_TAG: str(first.partition_key()),
+        RANGE_END_TAG: str(last.partition_key()),
     }
 
 

@@ -1,14 +1,18 @@
 """One partitioned asset per rollup definition, built by a single factory."""
 
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
+from analytics_pipeline import telemetry
+from analytics_pipeline.assets.preview import preview
 from analytics_pipeline.assets.sources import column_schema, source_key
 from analytics_pipeline.errors import DataQualityError, RollupError
-from analytics_pipeline.partitions import parse_partition_keys, tenant_daily_partitions
+from analytics_pipeline.partitions import TenantDay, parse_partition_keys, tenant_daily_partitions
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
+from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.engine import (
     INVARIANTS_CHECK,
     RECONCILIATION_CHECK,
@@ -90,12 +94,18 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         tags={"layer": "olap"},
     )
     def _asset(
-        context: dg.AssetExecutionContext, oltp: OltpDatabase, olap: OlapDatabase
+        context: dg.AssetExecutionContext,
+        oltp: OltpDatabase,
+        olap: OlapDatabase,
+        tracking: EventTrackingResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         partitions = parse_partition_keys(context.partition_keys)
+        run_id = context.run.run_id
+        started = time.monotonic()
         try:
-            result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=context.run.run_id)
+            result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=run_id)
         except RollupError as exc:
+            _telemetry(tracking, rollup, partitions, run_id, oltp, olap, started=started)
             if exc.transient:
                 # Exponential backoff; after MAX_RETRIES the run fails with the last error.
                 raise dg.RetryRequested(
@@ -122,7 +132,16 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
             f"deleted {result.rows_deleted} row(s), wrote {result.rows_written} "
             f"({result.path}) in {result.seconds:.2f}s"
         )
-        yield dg.MaterializeResult(metadata=_metadata(result))
+        _telemetry(tracking, rollup, partitions, run_id, oltp, olap, result=result)
+        yield dg.MaterializeResult(
+            metadata={
+                **_metadata(result),
+                "preview": preview(rollup, olap, partitions[0]),
+                "preview_partition": dg.MetadataValue.text(
+                    f"{partitions[0].tenant_id} {partitions[0].day.isoformat()}"
+                ),
+            }
+        )
         for spec in specs:
             yield dg.AssetCheckResult(
                 check_name=spec.name,
@@ -134,6 +153,30 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
             )
 
     return _asset
+
+
+def _telemetry(
+    tracking: EventTrackingResource,
+    rollup: Rollup,
+    partitions: Sequence[TenantDay],
+    run_id: str,
+    oltp: OltpDatabase,
+    olap: OlapDatabase,
+    *,
+    result: RefreshResult | None = None,
+    started: float | None = None,
+) -> None:
+    """infra_latency and pool state for this step, flushed before the step ends: Dagster may
+    run each step in its own process, whose exit would take queued events with it."""
+    tracker = tracking.tracker
+    seconds = None if started is None else time.monotonic() - started
+    telemetry.rollup_latency(
+        tracker, rollup.name, partitions, run_id, result=result, seconds=seconds
+    )
+    tenants = {p.tenant_id for p in partitions}
+    telemetry.pool_metrics(tracker, "oltp", oltp.engine, run_id, tenants)
+    telemetry.pool_metrics(tracker, "olap", olap.engine, run_id, tenants)
+    tracking.flush()
 
 
 def _metadata(result: RefreshResult) -> dict[str, dg.MetadataValue]:

@@ -10,11 +10,19 @@ set-based SQL makes them cheap) but keeps the number of runs, and Dagster's per-
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dagster as dg
 
-from analytics_pipeline.partitions import TenantDay, range_tags
+from analytics_pipeline.errors import InvalidPartitionKeyError
+from analytics_pipeline.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TenantDay,
+    parse_partition_keys,
+    range_tags,
+)
 
 TENANT_TAG = "analytics/tenant"
 REASON_TAG = "analytics/reason"
@@ -83,3 +91,23 @@ def tenant_blocks(tenant_order: list[str], size: int) -> list[tuple[str, str]]:
         (tenant_order[i], tenant_order[min(i + size, len(tenant_order)) - 1])
         for i in range(0, len(tenant_order), size)
     ]
+
+
+def run_tenant(tags: Mapping[str, str]) -> str | None:
+    """The single tenant a run covers, from its tags; None for multi-tenant or unpartitioned runs.
+
+    Runs planned here carry TENANT_TAG; runs launched from the UI or a backfill carry only their
+    partition key or range.
+    """
+    if TENANT_TAG in tags:
+        return tags[TENANT_TAG]
+    keys = [
+        tags[k]
+        for k in ("dagster/partition", RANGE_START_TAG, RANGE_END_TAG)
+        if k in tags and "|" in tags[k]
+    ]
+    try:
+        tenants = {p.tenant_id for p in parse_partition_keys(keys)}
+    except InvalidPartitionKeyError:
+        return None
+    return tenants.pop() if len(tenants) == 1 else None

@@ -7,8 +7,9 @@ import os
 import dagster as dg
 import sqlalchemy as sa
 
+from analytics_pipeline import telemetry
 from analytics_pipeline.automation.changes import affected_since, database_now, feeds
-from analytics_pipeline.automation.planning import PlannedRun, plan_runs
+from analytics_pipeline.automation.planning import PlannedRun, plan_runs, run_tenant
 from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
@@ -17,6 +18,7 @@ from analytics_pipeline.partitions import (
     tenant_partitions,
 )
 from analytics_pipeline.resources.database import OltpDatabase
+from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.sources.tables import tenants
 
@@ -127,9 +129,25 @@ def late_data_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) ->
 @dg.run_failure_sensor(
     name="run_failure_sensor",
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Reports every failed run of this code location with its error.",
+    description="Reports every failed run of this code location: logs its error and sends "
+    "infra_error_rate (with the run's tenant as a PostHog group) through the event tracker.",
 )
-def run_failure_sensor(context: dg.RunFailureSensorContext) -> None:
+def run_failure_sensor(
+    context: dg.RunFailureSensorContext, tracking: EventTrackingResource
+) -> None:
     run = context.dagster_run
-    message = context.failure_event.message if context.failure_event else "unknown error"
+    event = context.failure_event
+    message = event.message if event else "unknown error"
+    error = event.event_specific_data.error if event and event.event_specific_data else None
+    # Dagster wraps the user's exception; its root cause is the useful error type.
+    while error is not None and error.cause is not None:
+        error = error.cause
     context.log.error(f"run {run.run_id} ({run.job_name}, tags {dict(run.tags)}) failed: {message}")
+    telemetry.run_failed(
+        tracking.tracker,
+        job_name=run.job_name,
+        run_id=run.run_id,
+        error_type=error.cls_name if error is not None and error.cls_name else "RunFailure",
+        tenant_id=run_tenant(run.tags),
+    )
+    tracking.flush()

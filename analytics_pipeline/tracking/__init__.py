@@ -1,0 +1,45 @@
+"""Vendor-neutral event tracking (PostHog behind it): import from here, never from posthog.
+
+    from analytics_pipeline.tracking import get_tracker
+    get_tracker().track(user_id, "email_opened", {"tenant_id": t, "email_id": e})
+
+See docs/EVENT_TRACKING.md for the taxonomy, the redaction policy and the delivery guarantees.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from analytics_pipeline.errors import EventContractError
+from analytics_pipeline.tracking.config import TrackingConfig
+from analytics_pipeline.tracking.events import EVENTS, EventSpec
+from analytics_pipeline.tracking.redaction import RedactionPolicy
+from analytics_pipeline.tracking.tracker import EventTracker, TrackerStats
+
+__all__ = [
+    "EVENTS",
+    "EventContractError",
+    "EventSpec",
+    "EventTracker",
+    "RedactionPolicy",
+    "TrackerStats",
+    "TrackingConfig",
+    "get_tracker",
+]
+
+_trackers: dict[TrackingConfig, EventTracker] = {}
+_lock = threading.Lock()
+
+
+def get_tracker(config: TrackingConfig | None = None) -> EventTracker:
+    """The process's tracker for `config` (default: from the environment), created once.
+
+    One per configuration and process: a long-lived process (the Dagster daemon evaluating
+    sensors, say) must not start a new sender thread for every use.
+    """
+    config = config or TrackingConfig.from_env()
+    with _lock:
+        tracker = _trackers.get(config)
+        if tracker is None:
+            tracker = _trackers[config] = EventTracker(config)
+        return tracker

@@ -1,0 +1,262 @@
+"""Delivery through the real posthog SDK to a PostHog stand-in on 127.0.0.1.
+
+Why: the facade promises batching (20 events or 10 s), production-only sending, redaction of
+what goes on the wire, a bounded shutdown, and no lost event when PostHog errors, hangs or
+refuses connections. Each of those is a claim about bytes on a socket, so they are checked there,
+with the SDK the product ships, not a mock of it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from analytics_pipeline.tracking import EventTracker, RedactionPolicy, TrackingConfig
+from analytics_pipeline_tests.fake_posthog import FakePostHog
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def posthog_server() -> Iterator[FakePostHog]:
+    server = FakePostHog()
+    yield server
+    server.close()
+
+
+def production(server: FakePostHog, tmp_path: Path, **overrides: object) -> TrackingConfig:
+    config = TrackingConfig(
+        api_key="phc_test_key",
+        host=server.url,
+        environment="production",
+        outbox_path=tmp_path / "outbox.sqlite3",
+        request_timeout=0.5,
+        shutdown_timeout=3.0,
+        retry_base_seconds=0.2,
+        retry_max_seconds=1.0,
+    )
+    return replace(config, **overrides)
+
+
+def sent(tracker: EventTracker, n: int, prefix: str = "e") -> list[str]:
+    return [
+        tracker.track(f"user-{i}", "email_sent", {"tenant_id": "t1", "email_id": f"{prefix}{i}"})
+        for i in range(n)
+    ]
+
+
+def test_batches_leave_at_20_events_and_the_rest_after_10_seconds(posthog_server, tmp_path):
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    started = time.monotonic()
+    uuids = sent(tracker, 45)
+    posthog_server.wait_for(40, timeout=5)
+    early = [len(r.batch) for r in posthog_server.accepted()]
+    assert early == [20, 20], "two full batches go at once; the 5 left wait for the interval"
+    got = posthog_server.wait_for(45, timeout=15)
+    last = posthog_server.accepted()[-1]
+    assert len(last.batch) == 5
+    assert 9.0 <= last.at - started <= 12.0, f"partial batch left after {last.at - started:.1f}s"
+    assert set(got) == set(uuids)
+    assert {r.path for r in posthog_server.accepted()} == {"/batch/"}
+    assert {r.api_key for r in posthog_server.accepted()} == {"phc_test_key"}
+    tracker.shutdown()
+    assert tracker.pending_in_outbox() == 0
+
+
+def test_only_production_with_a_key_sends(posthog_server, tmp_path, caplog):
+    caplog.set_level("INFO", logger="analytics_pipeline.tracking")
+    for config in (
+        production(posthog_server, tmp_path, environment="development"),
+        production(posthog_server, tmp_path, environment="staging"),
+        production(posthog_server, tmp_path, api_key=None),
+    ):
+        tracker = EventTracker(config)
+        assert not tracker.sends
+        sent(tracker, 3, prefix=config.environment)
+        assert tracker.flush() is True
+    time.sleep(0.5)
+    assert posthog_server.requests == []
+    logged = [r.getMessage() for r in caplog.records if "email_sent" in r.getMessage()]
+    assert len(logged) == 9, "every event is logged at info, sent or not"
+    assert not (tmp_path / "outbox.sqlite3").exists(), "log-only mode touches no disk"
+
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    uuids = sent(tracker, 3)
+    assert tracker.flush() is True
+    assert set(posthog_server.events()) == set(uuids)
+    tracker.shutdown()
+
+
+def test_the_default_host_is_the_eu_cloud_not_the_sdks_us_default():
+    assert TrackingConfig.from_env({}).host == "https://eu.i.posthog.com"
+    assert TrackingConfig.from_env({"POSTHOG_HOST": "https://ph.example"}).host == (
+        "https://ph.example"
+    )
+
+
+def test_nothing_personal_reaches_the_wire(posthog_server, tmp_path):
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    secrets = ["ada@example.com", "Ada Lovelace", "203.0.113.9", "+44 20 7946 0958", "leaked"]
+    tracker.track(
+        "ada@example.com",
+        "email_clicked",
+        {
+            "tenant_id": "t1",
+            "email_id": "e1",
+            "url": "https://t.example/c/42?to=ada@example.com&token=leaked",
+            "first_name": "Ada Lovelace",
+            "note": "call +44 20 7946 0958",
+        },
+    )
+    tracker.track(
+        "user-1",
+        "security_login_failed",
+        {"method": "password", "ip": "203.0.113.9", "reason": "Ada Lovelace typed leaked"},
+    )
+    tracker.identify("user-1", {"email": "ada@example.com", "name": "Ada Lovelace", "plan": "pro"})
+    assert tracker.flush() is True
+    wire = b"".join(r.raw for r in posthog_server.accepted()).decode()
+    for secret in secrets:
+        assert secret not in wire, f"{secret!r} left the process"
+    events = {e["event"]: e for e in posthog_server.events().values()}
+    click = events["email_clicked"]
+    assert click["properties"]["url"] == "https://t.example/c/42"
+    assert click["distinct_id"].startswith("sha256:")
+    assert events["$set"]["$set"] == {
+        "email": "[redacted:email]",
+        "name": "[redacted:name]",
+        "plan": "pro",
+    }
+    tracker.shutdown()
+
+
+def test_identify_becomes_a_person_property_update(posthog_server, tmp_path):
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    tracker.identify("user-7", {"plan": "growth", "seats": 4})
+    assert tracker.flush() is True
+    (event,) = posthog_server.events().values()
+    assert (event["event"], event["distinct_id"]) == ("$set", "user-7")
+    assert event["$set"] == {"plan": "growth", "seats": 4}
+    tracker.shutdown()
+
+
+def test_hash_strategy_keeps_people_joinable_without_revealing_them(posthog_server, tmp_path):
+    policy = RedactionPolicy(strategy="hash", salt="s1")
+    tracker = EventTracker(production(posthog_server, tmp_path, redaction=policy))
+    tracker.track("u", "security_login_failed", {"method": "sso", "ip": "203.0.113.9"})
+    tracker.track("u", "security_login_failed", {"method": "sso", "ip": "203.0.113.9"})
+    assert tracker.flush() is True
+    ips = {e["properties"]["ip"] for e in posthog_server.events().values()}
+    assert len(ips) == 1 and next(iter(ips)).startswith("sha256:")
+    tracker.shutdown()
+
+
+@pytest.mark.parametrize("fault", ["error", "slow", "refuse"])
+def test_every_event_arrives_after_posthog_comes_back(posthog_server, tmp_path, fault):
+    """503s, requests that time out, refused connections: all delivered afterwards, once."""
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    before = sent(tracker, 10, prefix="before")
+    assert tracker.flush() is True
+    posthog_server.set_mode(fault, delay=2.0)  # "slow": longer than the 0.5 s request timeout
+    during = sent(tracker, 65, prefix="during")
+    tracker.flush(timeout=3.0)
+    time.sleep(0.5)
+    assert tracker.pending_in_outbox() > 0, "undelivered events are kept on disk"
+    posthog_server.set_mode("ok")
+    got = posthog_server.wait_for(75, timeout=30)
+    assert set(got) == set(before) | set(during), "every event arrives"
+    deadline = time.monotonic() + 10
+    while tracker.pending_in_outbox() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tracker.pending_in_outbox() == 0, "delivered events leave the outbox"
+    if fault != "slow":
+        # Only a timed-out request (which the server did take) may be sent twice, and then
+        # with the same uuid, which PostHog keeps once.
+        assert posthog_server.accepted_count() == 75
+    tracker.shutdown()
+
+
+def test_shutdown_is_bounded_and_keeps_what_it_could_not_send(posthog_server, tmp_path):
+    posthog_server.set_mode("slow", delay=30)
+    config = production(posthog_server, tmp_path, request_timeout=20.0, shutdown_timeout=2.0)
+    tracker = EventTracker(config)
+    uuids = sent(tracker, 25)
+    started = time.monotonic()
+    tracker.shutdown()
+    took = time.monotonic() - started
+    assert took < 3.0, f"shutdown took {took:.1f}s with a 2 s budget"
+    assert tracker.pending_in_outbox() == 25
+
+    posthog_server.set_mode("ok")
+    later = EventTracker(production(posthog_server, tmp_path))
+    got = posthog_server.wait_for(25, timeout=15)
+    assert set(uuids) <= set(got), "the next process delivers what the last one kept"
+    later.shutdown()
+    assert later.pending_in_outbox() == 0
+
+
+def test_a_process_exiting_while_posthog_is_down_loses_nothing(posthog_server, tmp_path):
+    """The atexit path: a script tracks and exits; PostHog refuses; the next run delivers."""
+    posthog_server.set_mode("refuse")
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from analytics_pipeline.tracking import EventTracker, TrackingConfig
+        from pathlib import Path
+        t = EventTracker(TrackingConfig(api_key="k", host={posthog_server.url!r},
+            environment="production", outbox_path=Path({str(tmp_path / "outbox.sqlite3")!r}),
+            request_timeout=0.5, shutdown_timeout=2.0))
+        ids = [t.track("u", "business_signup", {{"tenant_id": f"t{{i}}", "plan": "pro"}})
+               for i in range(30)]
+        print(json.dumps(ids))
+        """
+    )
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - started < 20
+    uuids = json.loads(out.stdout)
+    posthog_server.set_mode("ok")
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    got = posthog_server.wait_for(30, timeout=15)
+    assert set(uuids) <= set(got)
+    tracker.shutdown()
+
+
+def test_operators_can_inspect_and_deliver_the_outbox_from_the_cli(posthog_server, tmp_path):
+    posthog_server.set_mode("refuse")
+    tracker = EventTracker(production(posthog_server, tmp_path, shutdown_timeout=1.0))
+    uuids = sent(tracker, 7)
+    tracker.shutdown()
+    assert tracker.pending_in_outbox() == 7
+    posthog_server.set_mode("ok")
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "HOME": str(tmp_path),
+        "ANALYTICS_ENV": "production",
+        "POSTHOG_API_KEY": "phc_cli",
+        "POSTHOG_HOST": posthog_server.url,
+        "EVENT_OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
+    }
+    cli = [sys.executable, "-m", "analytics_pipeline.cli", "events"]
+    status = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert status.returncode == 0, status.stderr
+    assert "7 undelivered event(s)" in status.stdout
+    assert "Connection" in status.stdout or "connect" in status.stdout.lower(), status.stdout
+    assert posthog_server.events() == {}, "status only looks"
+    deliver = subprocess.run(
+        [*cli, "deliver", "--timeout", "20"], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    assert deliver.returncode == 0, deliver.stdout + deliver.stderr
+    assert "delivered 7, 0 left" in deliver.stdout
+    assert set(posthog_server.events()) == set(uuids)

@@ -1,0 +1,170 @@
+"""Benchmark: what `track` costs its caller, and whether 10,000 events all arrive.
+
+Scenarios, each tracking N events (default 10,000) as fast as one thread can, with every event
+logged at INFO to a file (the facade always logs; a file handler is a realistic, cheap sink):
+- baseline: the bare posthog SDK's `capture` to a healthy server (no validation, redaction,
+  logging or durability): the cost floor the facade is compared with;
+- log-only: the facade outside production;
+- healthy: the facade in production, PostHog (a stand-in on 127.0.0.1) answering;
+- down: PostHog refusing connections while the events are tracked, then coming back.
+For each: median and p99 of the caller's time per call, calls/s, then delivery: unique events
+PostHog received, events left in the outbox, and sustained delivery rate (events/s from the
+first call until the last event was accepted).
+
+    .venv/bin/python -u bench/tracking_bench.py [--events 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import posthog
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from analytics_pipeline.tracking import EventTracker, TrackingConfig  # noqa: E402
+from analytics_pipeline_tests.fake_posthog import FakePostHog  # noqa: E402
+
+
+def props(i: int) -> dict[str, object]:
+    return {
+        "tenant_id": f"tenant-{i % 50:03d}",
+        "email_id": f"e-{i}",
+        "campaign_id": f"c-{i % 200}",
+        "mailbox_id": f"m-{i % 40}",
+    }
+
+
+def timed_calls(n: int, call, rate: float | None = None) -> tuple[list[float], float]:
+    """Per-call cost in microseconds; `rate` paces the calls (events/s), None = flat out."""
+    costs = []
+    started = time.perf_counter()
+    for i in range(n):
+        if rate is not None:
+            # Like a service handling requests: it does other things between events.
+            pause = started + i / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        t0 = time.perf_counter_ns()
+        call(i)
+        costs.append((time.perf_counter_ns() - t0) / 1000)
+    return costs, time.perf_counter() - started
+
+
+def report(label: str, costs: list[float], wall: float) -> tuple[float, float]:
+    costs_sorted = sorted(costs)
+    p50 = statistics.median(costs_sorted)
+    p99 = costs_sorted[int(len(costs_sorted) * 0.99) - 1]
+    print(
+        f"{label:<22} track p50 {p50:6.1f} us  p99 {p99:6.1f} us  max {costs_sorted[-1]:8.1f} us"
+        f"  {len(costs) / wall:9.0f} calls/s"
+    )
+    return p50, p99
+
+
+def wait_delivered(server: FakePostHog, n: int, timeout: float) -> tuple[int, float]:
+    started = time.perf_counter()
+    got = server.wait_for(n, timeout)
+    return len(got), time.perf_counter() - started
+
+
+def run_facade(scenario: str, n: int, rate: float | None, work: Path) -> tuple[float, float]:
+    label = f"{scenario} {'flat-out' if rate is None else f'@{rate:,.0f}/s'}"
+    server = FakePostHog()
+    if scenario == "down":
+        server.set_mode("refuse")
+    tracker = EventTracker(
+        TrackingConfig(
+            api_key="phc_bench",
+            host=server.url,
+            environment="production",
+            outbox_path=work / f"{scenario}-{rate}.sqlite3",
+            retry_max_seconds=2.0,
+        )
+    )
+    started = time.perf_counter()
+    costs, wall = timed_calls(n, lambda i: tracker.track(f"u{i}", "email_sent", props(i)), rate)
+    result = report(label, costs, wall)
+    if scenario == "down":
+        flushed = time.perf_counter()
+        tracker.flush(timeout=30)
+        print(
+            f"{'':<22} PostHog down: {tracker.pending_in_outbox()} events in the outbox "
+            f"{time.perf_counter() - flushed:.2f}s after the last call; PostHog back now"
+        )
+        server.set_mode("ok")
+        started = time.perf_counter()
+    delivered, _ = wait_delivered(server, n, timeout=300)
+    took = time.perf_counter() - started
+    deadline = time.monotonic() + 30
+    while tracker.pending_in_outbox() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print(
+        f"{'':<22} delivered {delivered}/{n} unique ({server.accepted_count()} accepted "
+        f"incl. duplicates), outbox {tracker.pending_in_outbox()}, "
+        f"{delivered / took:,.0f} events/s"
+        + (" draining the outbox" if scenario == "down" else " first call to last delivery")
+    )
+    tracker.shutdown()
+    server.close()
+    if delivered != n:
+        print(f"LOSS: {n - delivered} events never arrived")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=2_000, help="paced scenarios' events/s")
+    args = parser.parse_args()
+    n = args.events
+    work = Path(tempfile.mkdtemp(prefix="tracking_bench_"))
+    handler = logging.FileHandler(work / "events.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    for name in ("analytics_pipeline.tracking", "posthog"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).propagate = False
+    logging.getLogger("analytics_pipeline.tracking").setLevel(logging.INFO)
+    results: dict[str, tuple[float, float]] = {}
+    print(f"{n} events per scenario; log file {work / 'events.log'}")
+
+    for rate in (None, args.rate):
+        label = f"sdk-only {'flat-out' if rate is None else f'@{rate:,.0f}/s'}"
+        server = FakePostHog()
+        client = posthog.Client("phc_bench", host=server.url, flush_at=20, flush_interval=10)
+        costs, wall = timed_calls(
+            n,
+            lambda i, c=client: c.capture("email_sent", distinct_id=f"u{i}", properties=props(i)),
+            rate,
+        )
+        results[label] = report(label, costs, wall)
+        client.shutdown()
+        server.close()
+
+    log_only = EventTracker(TrackingConfig(environment="development"))
+    costs, wall = timed_calls(n, lambda i: log_only.track(f"u{i}", "email_sent", props(i)))
+    results["log-only flat-out"] = report("log-only flat-out", costs, wall)
+
+    for scenario in ("healthy", "down"):
+        for rate in (None, args.rate):
+            label = f"{scenario} {'flat-out' if rate is None else f'@{rate:,.0f}/s'}"
+            results[label] = run_facade(scenario, n, rate, work)
+
+    print("\np99 per call (target < 50 us), against the bare SDK's capture at the same pace:")
+    for label, (_, p99) in results.items():
+        pace = label.split(" ", 1)[1]
+        base = results[f"sdk-only {pace}"][1] if f"sdk-only {pace}" in results else None
+        ratio = f"{p99 / base:4.2f}x sdk-only" if base else ""
+        verdict = "ok" if p99 < 50 else "over"
+        print(f"  {label:<22} {p99:7.1f} us  {ratio:<16} {verdict}")
+
+
+if __name__ == "__main__":
+    main()
