@@ -260,3 +260,29 @@ def test_operators_can_inspect_and_deliver_the_outbox_from_the_cli(posthog_serve
     assert deliver.returncode == 0, deliver.stdout + deliver.stderr
     assert "delivered 7, 0 left" in deliver.stdout
     assert set(posthog_server.events()) == set(uuids)
+
+
+def test_the_sender_process_never_outlives_its_parent(posthog_server, tmp_path):
+    """The SDK runs in a child process (so its work does not hold the caller's GIL); a parent
+    that dies without any cleanup (os._exit) must not leave that child behind."""
+    script = textwrap.dedent(
+        f"""
+        import os
+        from analytics_pipeline.tracking import EventTracker, TrackingConfig
+        from pathlib import Path
+        t = EventTracker(TrackingConfig(api_key="k", host={posthog_server.url!r},
+            environment="production", outbox_path=Path({str(tmp_path / "outbox.sqlite3")!r})))
+        t.track("u", "business_signup", {{"tenant_id": "t1", "plan": "pro"}})
+        print(t._sink._child.pid, flush=True)
+        os._exit(0)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    child = Path(f"/proc/{int(out.stdout)}")
+    deadline = time.monotonic() + 10
+    while child.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not child.exists() or "Z" in (child / "stat").read_text().split()[2]

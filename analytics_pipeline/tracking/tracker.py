@@ -29,7 +29,8 @@ from analytics_pipeline.tracking.config import TrackingConfig
 from analytics_pipeline.tracking.events import EVENTS, PROPERTIES, PiiClass
 from analytics_pipeline.tracking.message import Kind, Message
 from analytics_pipeline.tracking.outbox import Outbox
-from analytics_pipeline.tracking.posthog_sink import Delivery, PostHogSink
+from analytics_pipeline.tracking.posthog_sink import Delivery
+from analytics_pipeline.tracking.sender_process import ProcessSink
 
 log = logging.getLogger("analytics_pipeline.tracking")
 
@@ -382,9 +383,4 @@ def _take(queue: deque[Message], n: int) -> list[Message]:
 
 
 def _posthog_sink(config: TrackingConfig) -> Sink:
-    return PostHogSink(  # type: ignore[return-value]
-        api_key=config.api_key or "",
-        host=config.host,
-        request_timeout=config.request_timeout,
-        batch_size=config.flush_at,
-    )
+    return ProcessSink(config)  # type: ignore[return-value]
