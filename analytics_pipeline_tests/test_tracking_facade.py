@@ -191,3 +191,17 @@ def test_the_docs_list_every_registered_event_with_its_required_properties():
         assert row, f"docs/EVENT_TRACKING.md has no row for {spec.name}"
         required = row.split("|")[4]
         assert [p.strip(" `") for p in required.split(",")] == list(spec.required), spec.name
+
+
+def test_identify_without_properties_queues_nothing(tmp_path):
+    """PostHog ignores an empty $set: queued, it would wait in the outbox forever."""
+    server = FakePostHog()
+    try:
+        tracker = EventTracker(production(server, tmp_path))
+        assert tracker.identify("user-1") is None
+        assert tracker.identify("user-1", {}) is None
+        assert tracker.flush() is True
+        assert server.requests == [] and tracker.pending_in_outbox() == 0
+        tracker.shutdown()
+    finally:
+        server.close()

@@ -8,6 +8,7 @@ See docs/EVENT_TRACKING.md for the taxonomy, the redaction policy and the delive
 
 from __future__ import annotations
 
+import os
 import threading
 
 from analytics_pipeline.errors import EventContractError
@@ -27,7 +28,7 @@ __all__ = [
     "get_tracker",
 ]
 
-_trackers: dict[TrackingConfig, EventTracker] = {}
+_trackers: dict[tuple[TrackingConfig, int], EventTracker] = {}
 _lock = threading.Lock()
 
 
@@ -38,8 +39,10 @@ def get_tracker(config: TrackingConfig | None = None) -> EventTracker:
     sensors, say) must not start a new sender thread for every use.
     """
     config = config or TrackingConfig.from_env()
+    # Keyed by pid too: a forked child inherits the parent's tracker but not its threads.
+    key = (config, os.getpid())
     with _lock:
-        tracker = _trackers.get(config)
+        tracker = _trackers.get(key)
         if tracker is None:
-            tracker = _trackers[config] = EventTracker(config)
+            tracker = _trackers[key] = EventTracker(config)
         return tracker

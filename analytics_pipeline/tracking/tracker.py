@@ -146,7 +146,12 @@ class EventTracker:
         try:
             if not distinct_id and distinct_id != 0:
                 self._violation("$set", [f"distinct_id is {distinct_id!r}"], {})
-            return self._enqueue("set", "$set", distinct_id, dict(properties or {}), None)
+            if not properties:
+                # PostHog ignores a $set without properties; queueing it would only make an
+                # event that can never be accepted.
+                log.info("identify %s without properties: nothing to set", distinct_id)
+                return None
+            return self._enqueue("set", "$set", distinct_id, dict(properties), None)
         except EventContractError:
             raise
         except Exception:
