@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +27,7 @@ import sqlalchemy as sa
 
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
+from analytics_pipeline.embedded.server import EmbeddedPostgres
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.sources.schema import create_oltp_schema
@@ -144,3 +151,137 @@ def fresh_url(databases: Databases) -> str:
     make_oltp(url, size=None)
     make_olap(url)
     return url
+
+
+# -- `analytics-pipeline dev`, shared -------------------------------------------------------------
+
+# The demo behind the dev server: tenant-001 and tenant-002, 2026-03-29..2026-03-31. The GraphQL
+# client test (test_dev_command) refreshes tenant-001 on 03-30..31; the browser test
+# (test_ui_browser) materializes tenant-002 on 03-29, so neither run rewrites the other's rows.
+DEV_DEMO = ["--tenants", "2", "--days", "3", "--emails-per-day", "30", "--end-date", "2026-03-31"]
+ASSET_NODES = "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "stops_dev_server: stops the shared dev server; runs after its other users"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that share the dev server back to back, those that stop it last.
+
+    So the server (webserver, daemon, embedded PostgreSQL) lives only as long as its users need
+    it, and a test that stops it never runs before another one that needs it running.
+    """
+    users = [item for item in items if "dev_server" in getattr(item, "fixturenames", ())]
+    if not users:
+        return
+    first = items.index(users[0])
+    user_ids = {id(item) for item in users}
+    others = [item for item in items if id(item) not in user_ids]
+    users.sort(key=lambda item: item.get_closest_marker("stops_dev_server") is not None)
+    items[:] = others[:first] + users + others[first:]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DevServer:
+    """`analytics-pipeline dev` (webserver and daemon) on the embedded PostgreSQL of `home`."""
+
+    def __init__(self, home: Path) -> None:
+        from analytics_pipeline_tests.test_cli import CLI, ROOT, _env
+
+        self.home = home
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = home / "dev.log"
+        self.exit_code: int | None = None
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [*CLI, "dev", "--", "-h", "127.0.0.1", "-p", str(self.port)],
+            cwd=ROOT,
+            # Default settings, as a user runs it: the demo loaded OLTP moments ago, and the
+            # late-data sensor must not take that load for late data (it starts watching at
+            # its first tick), or it would re-stamp the rows the tests check.
+            env=_env(home),
+            # To a file, not a pipe: nobody reads a pipe while the server runs, and a full one
+            # would block it.
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        req = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def wait_until_serving(self, timeout: float = 120) -> None:
+        """Until the UI answers with the project's assets (or fail with the log's tail)."""
+        deadline = time.monotonic() + timeout
+        nodes = None
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                nodes = self.graphql(ASSET_NODES)["data"]["assetNodes"]
+                if nodes:
+                    break
+            except (OSError, KeyError, TypeError):
+                pass
+            time.sleep(1)
+        assert nodes, f"the UI did not answer on port {self.port}\n{self.log_tail()}"
+
+    def embedded(self) -> EmbeddedPostgres:
+        return EmbeddedPostgres(self.home / "postgres")
+
+    def log_tail(self, lines: int = 60) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "--- dev log (last lines) ---\n" + "\n".join(text[-lines:])
+
+    def stop(self) -> int:
+        """SIGTERM, as a user or supervisor would; once (later calls return the same code)."""
+        if self.exit_code is None:
+            try:
+                self.exit_code = terminate(self.proc)
+            finally:
+                self._log.close()
+        return self.exit_code
+
+
+@pytest.fixture(scope="session")
+def dev_server() -> Iterator[DevServer]:
+    """One `analytics-pipeline dev` on demo data (DEV_DEMO) for every test that needs the UI.
+
+    Stopped by the test marked `stops_dev_server`, else at the end of the session; either way
+    no server is left running. Its home is a folder of its own in the system's temporary
+    folder, not pytest's: another pytest session starting meanwhile resets the permissions of
+    pytest's root folder (the embedded server's user then cannot reach its data) and prunes old
+    session folders, and this server lives for several tests.
+    """
+    from analytics_pipeline_tests.test_cli import _env, _run
+
+    home = Path(tempfile.mkdtemp(prefix="analytics-pipeline-dev-"))
+    try:
+        demo = _run(["demo", *DEV_DEMO], _env(home))
+        assert demo.returncode == 0, demo.stderr
+        server = DevServer(home)
+        try:
+            server.wait_until_serving()
+            yield server
+        finally:
+            server.stop()
+            embedded = server.embedded()
+            if embedded.is_running():
+                embedded.force_stop()
+                pytest.fail(f"the embedded server outlived `dev`\n{server.log_tail()}")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -139,6 +139,24 @@ def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
     assert third.run_requests == []
 
 
+def test_rows_loaded_just_before_the_first_tick_are_not_late_data(
+    clean_instance, oltp_url, monkeypatch
+):
+    """A demo or bulk load seconds before `dev` starts must not be recomputed as "late" (seen:
+    the whole demo re-run by the second tick when the first watermark trailed by the lag)."""
+    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 30)
+    add_tenants(clean_instance, TEST_SIZE.tenant_ids())
+    _sql(
+        oltp_url,
+        "UPDATE emails SET opened = now() - interval '5 seconds' WHERE tenant_id = 'tenant-001' "
+        "AND opened IS NULL AND sent_at >= '2026-03-20' AND sent_at < '2026-03-21'",
+    )
+    first = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
+    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
+    second = _tick(sensors.late_data_sensor, clean_instance, oltp_url, first.cursor)
+    assert second.run_requests == []
+
+
 def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url, monkeypatch):
     monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
     monkeypatch.setattr(sensors, "LATE_DATA_MAX_RUNS", 2)

@@ -3,48 +3,27 @@
 Why: the README sends users here. The UI must come up on the same embedded PostgreSQL the demo
 filled, with the instance stored in PostgreSQL, show the lineage, and leave nothing running
 when it is stopped with SIGTERM.
+
+The server is the session's shared `dev_server` (conftest.py), which the browser test
+(test_ui_browser.py) uses too; the SIGTERM test runs after both.
 """
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
 import time
-import urllib.request
-from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
-from analytics_pipeline.embedded.server import EmbeddedPostgres
-from analytics_pipeline_tests.conftest import terminate
-from analytics_pipeline_tests.test_cli import CLI, ROOT, _env, _run
-
-QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }"
+from analytics_pipeline_tests.conftest import ASSET_NODES, DevServer
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def _launch_runs_with_the_graphql_client(port: int, home: Path) -> None:
+def _launch_runs_with_the_graphql_client(server: DevServer) -> None:
     """A partition run and a range run through Dagster's GraphQL Python client, to success."""
     from dagster import DagsterRunStatus
     from dagster_graphql import DagsterGraphQLClient
 
-    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    client = DagsterGraphQLClient("127.0.0.1", port_number=server.port)
     target = {"repository_location_name": "analytics_pipeline", "repository_name": "__repository__"}
     one = client.submit_job_execution(
         "refresh_analytics", tags={"dagster/partition": "2026-03-30|tenant-001"}, **target
@@ -64,10 +43,12 @@ def _launch_runs_with_the_graphql_client(port: int, home: Path) -> None:
         if set(statuses.values()) <= done:
             break
         time.sleep(2)
-    assert statuses == {one: DagsterRunStatus.SUCCESS, span: DagsterRunStatus.SUCCESS}
-    server = EmbeddedPostgres(home / "postgres")
-    server.start()  # attaches as a guest: the dev command owns the server
-    engine = sa.create_engine(server.url())
+    assert statuses == {one: DagsterRunStatus.SUCCESS, span: DagsterRunStatus.SUCCESS}, (
+        server.log_tail()
+    )
+    embedded = server.embedded()
+    embedded.start()  # attaches as a guest: the dev command owns the server
+    engine = sa.create_engine(embedded.url())
     with engine.connect() as conn:
         stamps = dict(
             conn.execute(
@@ -82,55 +63,19 @@ def _launch_runs_with_the_graphql_client(port: int, home: Path) -> None:
     assert stamps["2026-03-30"] in {one, span}
 
 
-def test_dev_serves_lineage_on_embedded_postgres_and_stops_cleanly(tmp_path: Path):
-    demo = _run(
-        [
-            "demo",
-            "--tenants",
-            "1",
-            "--days",
-            "2",
-            "--emails-per-day",
-            "30",
-            "--end-date",
-            "2026-03-31",
-        ],
-        _env(tmp_path),
-    )
-    assert demo.returncode == 0, demo.stderr
-    port = _free_port()
-    log = (tmp_path / "dev.log").open("w")
-    proc = subprocess.Popen(
-        [*CLI, "dev", "--", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT,
-        env=_env(tmp_path),
-        # To a file, not a pipe: nobody reads a pipe while the server runs, and a full one
-        # would block it.
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        nodes = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                nodes = _graphql(port, QUERY)["data"]["assetNodes"]
-                if nodes:
-                    break
-            except (OSError, KeyError, TypeError):
-                pass
-            time.sleep(1)
-        assert nodes, f"the UI did not answer on port {port}"
-        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-        campaign = by_key["analytics/campaign_analytics"]
-        assert [d["path"] for d in campaign["dependencyKeys"]] == [["oltp", "emails"]]
-        assert len([k for k in by_key if k.startswith("analytics/")]) == 7
-        assert EmbeddedPostgres(tmp_path / "postgres").is_running()
-        storage = (tmp_path / "dagster_home" / "dagster.yaml").read_text()
-        assert "postgres_url" in storage
-        _launch_runs_with_the_graphql_client(port, tmp_path)
-    finally:
-        terminate(proc)
-        log.close()
-    assert not EmbeddedPostgres(tmp_path / "postgres").is_running()
+def test_dev_serves_lineage_on_embedded_postgres(dev_server: DevServer):
+    nodes = dev_server.graphql(ASSET_NODES)["data"]["assetNodes"]
+    by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    campaign = by_key["analytics/campaign_analytics"]
+    assert [d["path"] for d in campaign["dependencyKeys"]] == [["oltp", "emails"]]
+    assert len([k for k in by_key if k.startswith("analytics/")]) == 7
+    assert dev_server.embedded().is_running()
+    storage = (dev_server.home / "dagster_home" / "dagster.yaml").read_text()
+    assert "postgres_url" in storage
+    _launch_runs_with_the_graphql_client(dev_server)
+
+
+@pytest.mark.stops_dev_server
+def test_dev_stops_cleanly_on_sigterm(dev_server: DevServer):
+    dev_server.stop()  # SIGTERM; kills the process group (and fails) if dev hangs
+    assert not dev_server.embedded().is_running(), dev_server.log_tail()

@@ -102,13 +102,15 @@ def late_data_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) ->
     }
     keys = [f"{source}.{col}" for source, col in feeds(REGISTRY)]
     with oltp.read_snapshot() as conn:
-        upto = database_now(conn) - dt.timedelta(seconds=LATE_DATA_LAG_SECONDS)
+        now = database_now(conn)
+        upto = now - dt.timedelta(seconds=LATE_DATA_LAG_SECONDS)
         if not watermarks:
-            # First tick: start watching from now; history is built by the tenant sensor,
-            # the schedules, or a backfill, not replayed from updated_at.
+            # First tick: start watching from now (not now - lag: rows a demo or a bulk load
+            # wrote seconds ago would come back as "late" on the next tick and be recomputed).
+            # History is built by the tenant sensor, the schedules, or a backfill.
             return dg.SensorResult(
                 skip_reason="started watching OLTP changes",
-                cursor=json.dumps({k: upto.isoformat() for k in keys}),
+                cursor=json.dumps({k: now.isoformat() for k in keys}),
             )
         affected = affected_since(conn, REGISTRY, watermarks, upto, default_after=upto)
     runs = plan_runs(
