@@ -7,6 +7,8 @@ logged at INFO to a file (the facade always logs; a file handler is a realistic,
 - log-only: the facade outside production;
 - healthy: the facade in production, PostHog (a stand-in on 127.0.0.1) answering;
 - down: PostHog refusing connections while the events are tracked, then coming back.
+Each runs flat out (one thread calling track in a loop) and paced (--rate events/s, a service
+doing other work between events). The PostHog stand-in runs in a process of its own.
 For each: median and p99 of the caller's time per call, calls/s, then delivery: unique events
 PostHog received, events left in the outbox, and sustained delivery rate (events/s from the
 first call until the last event was accepted).
@@ -17,8 +19,10 @@ first call until the last event was accepted).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +34,60 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analytics_pipeline.tracking import EventTracker, TrackingConfig  # noqa: E402
-from analytics_pipeline_tests.fake_posthog import FakePostHog  # noqa: E402
+from analytics_pipeline_tests.fake_posthog import free_port  # noqa: E402
+
+_SERVER = """
+import json, sys
+from analytics_pipeline_tests.fake_posthog import FakePostHog
+server = FakePostHog(port=int(sys.argv[1]))
+print("ready", flush=True)
+for line in sys.stdin:
+    print(json.dumps([len(server.events()), server.accepted_count()]), flush=True)
+server.close()
+"""
+
+
+class RemotePostHog:
+    """The PostHog stand-in in a process of its own: in this one, its request handling would
+    compete with the measured caller for the GIL and inflate the figures. "Down" is no process
+    listening on the port (connections refused) until `up()`."""
+
+    def __init__(self, up: bool = True) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+        if up:
+            self.up()
+
+    def up(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, str(self.port)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def counts(self) -> tuple[int, int]:
+        """(unique events received, accepted including duplicates)."""
+        if self.proc is None:
+            return 0, 0
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        unique, accepted = json.loads(self.proc.stdout.readline())
+        return unique, accepted
+
+    def wait_for(self, n: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.counts()[0] < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.counts()[0]
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
 
 
 def props(i: int) -> dict[str, object]:
@@ -69,17 +126,9 @@ def report(label: str, costs: list[float], wall: float) -> tuple[float, float]:
     return p50, p99
 
 
-def wait_delivered(server: FakePostHog, n: int, timeout: float) -> tuple[int, float]:
-    started = time.perf_counter()
-    got = server.wait_for(n, timeout)
-    return len(got), time.perf_counter() - started
-
-
 def run_facade(scenario: str, n: int, rate: float | None, work: Path) -> tuple[float, float]:
     label = f"{scenario} {'flat-out' if rate is None else f'@{rate:,.0f}/s'}"
-    server = FakePostHog()
-    if scenario == "down":
-        server.set_mode("refuse")
+    server = RemotePostHog(up=scenario != "down")
     tracker = EventTracker(
         TrackingConfig(
             api_key="phc_bench",
@@ -99,15 +148,15 @@ def run_facade(scenario: str, n: int, rate: float | None, work: Path) -> tuple[f
             f"{'':<22} PostHog down: {tracker.pending_in_outbox()} events in the outbox "
             f"{time.perf_counter() - flushed:.2f}s after the last call; PostHog back now"
         )
-        server.set_mode("ok")
+        server.up()
         started = time.perf_counter()
-    delivered, _ = wait_delivered(server, n, timeout=300)
+    delivered = server.wait_for(n, timeout=300)
     took = time.perf_counter() - started
     deadline = time.monotonic() + 30
     while tracker.pending_in_outbox() and time.monotonic() < deadline:
         time.sleep(0.1)
     print(
-        f"{'':<22} delivered {delivered}/{n} unique ({server.accepted_count()} accepted "
+        f"{'':<22} delivered {delivered}/{n} unique ({server.counts()[1]} accepted "
         f"incl. duplicates), outbox {tracker.pending_in_outbox()}, "
         f"{delivered / took:,.0f} events/s"
         + (" draining the outbox" if scenario == "down" else " first call to last delivery")
@@ -137,7 +186,7 @@ def main() -> None:
 
     for rate in (None, args.rate):
         label = f"sdk-only {'flat-out' if rate is None else f'@{rate:,.0f}/s'}"
-        server = FakePostHog()
+        server = RemotePostHog()
         client = posthog.Client("phc_bench", host=server.url, flush_at=20, flush_interval=10)
         costs, wall = timed_calls(
             n,
@@ -148,9 +197,14 @@ def main() -> None:
         client.shutdown()
         server.close()
 
+    # The facade's own cost, with no sender thread or process competing: the floor at each pace.
     log_only = EventTracker(TrackingConfig(environment="development"))
-    costs, wall = timed_calls(n, lambda i: log_only.track(f"u{i}", "email_sent", props(i)))
-    results["log-only flat-out"] = report("log-only flat-out", costs, wall)
+    for rate in (None, args.rate):
+        label = f"log-only {'flat-out' if rate is None else f'@{rate:,.0f}/s'}"
+        costs, wall = timed_calls(
+            n, lambda i: log_only.track(f"u{i}", "email_sent", props(i)), rate
+        )
+        results[label] = report(label, costs, wall)
 
     for scenario in ("healthy", "down"):
         for rate in (None, args.rate):

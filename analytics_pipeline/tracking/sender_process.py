@@ -149,8 +149,10 @@ def main() -> int:
     """The child: deliver each batch read from stdin, answer on stdout, exit on EOF."""
     settings = json.loads(os.environ.pop(_CONFIG_ENV))
     # Failures are reported by the parent, with the batch's fate; the SDK's own error lines
-    # would only repeat them on stderr.
-    logging.getLogger("posthog").setLevel(logging.CRITICAL)
+    # would only repeat them on stderr. (Not setLevel: the SDK's client resets the level.)
+    sdk_log = logging.getLogger("posthog")
+    sdk_log.addHandler(logging.NullHandler())
+    sdk_log.propagate = False
     sink = PostHogSink(**settings)
     for line in sys.stdin.buffer:
         request = json.loads(line)
