@@ -62,6 +62,8 @@ def test_definitions_load_with_lineage_and_docs(defs):
         assert node.group_name == rollup.group
         checks = {k.name for k in defs.resolve_assets_def(node.key).check_keys}
         assert checks == {"invariants", "reconciles_with_oltp"}
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).owners == ["team:data-platform"], f"{key} has no owner in the UI"
     assert defs.resolve_job_def("refresh_analytics") is not None
 
 
@@ -107,3 +109,10 @@ def test_range_run_on_postgres_backed_instance(defs, shared_url, databases, tmp_
         assert _olap_partitions(shared_url) == expected
         done = instance.get_materialized_partitions(CAMPAIGN)
         assert set(done) == {str(TenantDay(t, d).partition_key()) for t, d in expected}
+        # dagster.yaml manages the tracker's logger: its lines are in the run's event log.
+        logs = [
+            e.message
+            for e in instance.all_logs(result.run_id)
+            if e.message and e.message.startswith("event infra_latency")
+        ]
+        assert len(logs) == 7, "one infra_latency per OLAP asset of the run"

@@ -75,6 +75,27 @@ def test_dev_serves_lineage_on_embedded_postgres(dev_server: DevServer):
     _launch_runs_with_the_graphql_client(dev_server)
 
 
+AUTOMATION = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+  sensors { name sensorState { status } } schedules { name scheduleState { status } } } } } }"""
+
+
+def test_dev_runs_the_sensors_and_schedules_the_docs_describe(dev_server: DevServer):
+    """README: all five run by default with the daemon (no switch to flip in the UI)."""
+    (repo,) = dev_server.graphql(AUTOMATION)["data"]["repositoriesOrError"]["nodes"]
+    states = {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]}
+    states |= {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]}
+    assert states == dict.fromkeys(
+        [
+            "tenant_sensor",
+            "late_data_sensor",
+            "run_failure_sensor",
+            "daily_refresh",
+            "intraday_refresh",
+        ],
+        "RUNNING",
+    )
+
+
 @pytest.mark.stops_dev_server
 def test_dev_stops_cleanly_on_sigterm(dev_server: DevServer):
     dev_server.stop()  # SIGTERM; kills the process group (and fails) if dev hangs

@@ -8,7 +8,7 @@ import dagster as dg
 
 from analytics_pipeline import telemetry
 from analytics_pipeline.assets.preview import preview
-from analytics_pipeline.assets.sources import column_schema, source_key
+from analytics_pipeline.assets.sources import OWNER, column_schema, source_key
 from analytics_pipeline.errors import DataQualityError, RollupError
 from analytics_pipeline.partitions import TenantDay, parse_partition_keys, tenant_daily_partitions
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
@@ -84,6 +84,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[source_key(t) for t in rollup.sources],
         kinds={"postgres", "sql"},
+        owners=[OWNER],
         pool=OLTP_POOL,
         check_specs=specs,
         metadata={

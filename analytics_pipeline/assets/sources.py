@@ -12,6 +12,8 @@ from analytics_pipeline.sources.tables import metadata as oltp_metadata
 
 SOURCE_PREFIX = "oltp"
 SOURCE_GROUP = "oltp_sources"
+# Who to ask about an asset, shown and filterable in the UI's catalog.
+OWNER = "team:data-platform"
 
 
 def source_key(table: sa.Table) -> dg.AssetKey:
@@ -40,6 +42,7 @@ source_specs = [
         description=table.comment,
         group_name=SOURCE_GROUP,
         kinds={"postgres"},
+        owners=[OWNER],
         metadata={
             "dagster/table_name": f"oltp.public.{table.name}",
             "dagster/column_schema": column_schema(table),
