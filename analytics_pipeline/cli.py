@@ -261,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "dagster_args", None) and args.dagster_args[0] == "--":
         args.dagster_args = args.dagster_args[1:]
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # On the handler too: Dagster raises its managed loggers (dagster.yaml python_logs, e.g. the
+    # event tracker's) to INFO, and their records would otherwise reach the terminal.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     if not args.verbose:
         warnings.filterwarnings("ignore", module="dagster")
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")

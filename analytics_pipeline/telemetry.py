@@ -65,7 +65,8 @@ def pool_metrics(
         "pool": pool_name,
         "size": size() if callable(size) else 0,
         "checked_out": pool.checkedout() if hasattr(pool, "checkedout") else 0,
-        "overflow": pool.overflow() if hasattr(pool, "overflow") else 0,
+        # QueuePool.overflow() is negative while the pool has not opened all its connections.
+        "overflow": max(0, pool.overflow()) if hasattr(pool, "overflow") else 0,
         "checked_in": pool.checkedin() if hasattr(pool, "checkedin") else 0,
         "run_id": run_id,
     }
