@@ -185,6 +185,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         return 0
     outbox = Outbox(config.outbox_path)
     count, oldest, error = outbox.summary()
+    rejected = outbox.rejected_count()
     outbox.close()
     age = (
         f", oldest since {dt.datetime.fromtimestamp(oldest, dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
@@ -194,6 +195,11 @@ def cmd_events(args: argparse.Namespace) -> int:
     print(f"outbox {config.outbox_path}: {count} undelivered event(s){age}")
     if error:
         print(f"last error: {error}")
+    if rejected:
+        print(
+            f"{rejected} event(s) PostHog refused for what they are (table `rejected`, with the "
+            "reason): not retried; fix the call site, the events are kept for inspection"
+        )
     if args.action == "status" or count == 0:
         return 0
     if not config.sends:

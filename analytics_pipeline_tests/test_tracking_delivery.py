@@ -9,6 +9,7 @@ with the SDK the product ships, not a mock of it.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.tracking import EventTracker, RedactionPolicy, TrackingConfig
 from analytics_pipeline_tests.fake_posthog import FakePostHog
 
@@ -42,6 +44,7 @@ def production(server: FakePostHog, tmp_path: Path, **overrides: object) -> Trac
         shutdown_timeout=3.0,
         retry_base_seconds=0.2,
         retry_max_seconds=1.0,
+        redaction=RedactionPolicy(salt="test-salt"),
     )
     return replace(config, **overrides)
 
@@ -102,9 +105,9 @@ def test_the_default_host_is_the_eu_cloud_not_the_sdks_us_default():
     )
 
 
-def test_nothing_personal_reaches_the_wire(posthog_server, tmp_path):
-    tracker = EventTracker(production(posthog_server, tmp_path))
-    secrets = ["ada@example.com", "Ada Lovelace", "203.0.113.9", "+44 20 7946 0958", "leaked"]
+def _personal_events(tracker: EventTracker) -> None:
+    """Every path a caller could leak by: declared and undeclared properties, nested values,
+    keys, groups, the distinct id, person properties, and a contract violation's text."""
     tracker.track(
         "ada@example.com",
         "email_clicked",
@@ -114,28 +117,69 @@ def test_nothing_personal_reaches_the_wire(posthog_server, tmp_path):
             "url": "https://t.example/c/42?to=ada@example.com&token=leaked",
             "first_name": "Ada Lovelace",
             "note": "call +44 20 7946 0958",
+            "context": {"reason": "Ada Lovelace", "ada@example.com": 1},
         },
+        groups={"tenant": "t1", "inviter": "ada@example.com"},
     )
     tracker.track(
         "user-1",
         "security_login_failed",
         {"method": "password", "ip": "203.0.113.9", "reason": "Ada Lovelace typed leaked"},
     )
+    # Wrongly typed (production sends it, marked): the violation names the type, not the value.
+    tracker.track(
+        "user-1",
+        "payment_failed",
+        {"tenant_id": "t1", "currency": "EUR", "amount_cents": "Ada Lovelace"},
+    )
     tracker.identify("user-1", {"email": "ada@example.com", "name": "Ada Lovelace", "plan": "pro"})
+
+
+SECRETS = ["ada@example.com", "Ada Lovelace", "203.0.113.9", "+44 20 7946 0958", "leaked"]
+
+
+def test_nothing_personal_reaches_the_wire_the_logs_or_the_outbox(posthog_server, tmp_path, caplog):
+    caplog.set_level("INFO", logger="analytics_pipeline.tracking")
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    _personal_events(tracker)
     assert tracker.flush() is True
     wire = b"".join(r.raw for r in posthog_server.accepted()).decode()
-    for secret in secrets:
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    assert "email_clicked" in logs and "payment_failed" in logs
+    for secret in SECRETS:
         assert secret not in wire, f"{secret!r} left the process"
+        assert secret not in logs, f"{secret!r} was logged"
     events = {e["event"]: e for e in posthog_server.events().values()}
     click = events["email_clicked"]
     assert click["properties"]["url"] == "https://t.example/c/42"
     assert click["distinct_id"].startswith("sha256:")
+    assert click["properties"]["$groups"] == {"tenant": "t1", "inviter": "[redacted:email]"}
+    assert click["properties"]["context"] == {
+        "reason": "[redacted:free_text]",
+        "[redacted:email]": 1,
+    }
+    assert events["payment_failed"]["properties"]["contract_violation"] == (
+        "property 'amount_cents' is a str, not Number"
+    )
     assert events["$set"]["$set"] == {
         "email": "[redacted:email]",
         "name": "[redacted:name]",
         "plan": "pro",
     }
+
+    # The same events while PostHog is down land in the outbox file: redacted there too.
+    posthog_server.set_mode("refuse")
+    _personal_events(tracker)
     tracker.shutdown()
+    assert tracker.pending_in_outbox() == 4
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("outbox.sqlite3*"))
+    for secret in SECRETS:
+        assert secret.encode() not in stored, f"{secret!r} was written to the outbox"
+
+
+def test_production_needs_a_salt_for_hashed_ids(posthog_server, tmp_path):
+    with pytest.raises(ConfigurationError, match="EVENT_REDACTION_SALT is not set"):
+        production(posthog_server, tmp_path, redaction=RedactionPolicy())
 
 
 def test_identify_becomes_a_person_property_update(posthog_server, tmp_path):
@@ -149,7 +193,7 @@ def test_identify_becomes_a_person_property_update(posthog_server, tmp_path):
 
 
 def test_hash_strategy_keeps_people_joinable_without_revealing_them(posthog_server, tmp_path):
-    policy = RedactionPolicy(strategy="hash", salt="s1")
+    policy = RedactionPolicy(strategy="hash", salt="test-salt")
     tracker = EventTracker(production(posthog_server, tmp_path, redaction=policy))
     tracker.track("u", "security_login_failed", {"method": "sso", "ip": "203.0.113.9"})
     tracker.track("u", "security_login_failed", {"method": "sso", "ip": "203.0.113.9"})
@@ -209,11 +253,11 @@ def test_a_process_exiting_while_posthog_is_down_loses_nothing(posthog_server, t
     script = textwrap.dedent(
         f"""
         import json, sys
-        from analytics_pipeline.tracking import EventTracker, TrackingConfig
+        from analytics_pipeline.tracking import EventTracker, RedactionPolicy, TrackingConfig
         from pathlib import Path
         t = EventTracker(TrackingConfig(api_key="k", host={posthog_server.url!r},
             environment="production", outbox_path=Path({str(tmp_path / "outbox.sqlite3")!r}),
-            request_timeout=0.5, shutdown_timeout=2.0))
+            request_timeout=0.5, shutdown_timeout=2.0, redaction=RedactionPolicy(salt="s")))
         ids = [t.track("u", "business_signup", {{"tenant_id": f"t{{i}}", "plan": "pro"}})
                for i in range(30)]
         print(json.dumps(ids))
@@ -247,6 +291,7 @@ def test_operators_can_inspect_and_deliver_the_outbox_from_the_cli(posthog_serve
         "POSTHOG_API_KEY": "phc_cli",
         "POSTHOG_HOST": posthog_server.url,
         "EVENT_OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
+        "EVENT_REDACTION_SALT": "test-salt",
     }
     cli = [sys.executable, "-m", "analytics_pipeline.cli", "events"]
     status = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, cwd=ROOT)
@@ -268,10 +313,11 @@ def test_the_sender_process_never_outlives_its_parent(posthog_server, tmp_path):
     script = textwrap.dedent(
         f"""
         import os
-        from analytics_pipeline.tracking import EventTracker, TrackingConfig
+        from analytics_pipeline.tracking import EventTracker, RedactionPolicy, TrackingConfig
         from pathlib import Path
         t = EventTracker(TrackingConfig(api_key="k", host={posthog_server.url!r},
-            environment="production", outbox_path=Path({str(tmp_path / "outbox.sqlite3")!r})))
+            environment="production", outbox_path=Path({str(tmp_path / "outbox.sqlite3")!r}),
+            redaction=RedactionPolicy(salt="s")))
         t.track("u", "business_signup", {{"tenant_id": "t1", "plan": "pro"}})
         print(t._sink._child.pid, flush=True)
         os._exit(0)
@@ -286,3 +332,119 @@ def test_the_sender_process_never_outlives_its_parent(posthog_server, tmp_path):
     while child.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not child.exists() or "Z" in (child / "stat").read_text().split()[2]
+
+
+def test_a_full_disk_loses_nothing_and_never_raises(posthog_server, tmp_path, monkeypatch):
+    """PostHog down and the outbox unwritable: events stay queued, flush and shutdown say so
+    without raising; once the disk is back, the outbox takes them and PostHog gets them all."""
+    from analytics_pipeline.tracking.outbox import Outbox
+
+    real_put = Outbox.put
+    disk_full = True
+
+    def put(self, messages, error, **kw):
+        if disk_full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_put(self, messages, error, **kw)
+
+    monkeypatch.setattr(Outbox, "put", put)
+    posthog_server.set_mode("refuse")
+    tracker = EventTracker(production(posthog_server, tmp_path, shutdown_timeout=1.0))
+    uuids = sent(tracker, 30)
+    assert tracker.flush(timeout=1.0) is False
+    assert tracker.stats.lost == 0
+    disk_full = False
+    assert tracker.flush(timeout=3.0) is True
+    tracker.shutdown()
+    assert tracker.pending_in_outbox() == 30
+    posthog_server.set_mode("ok")
+    later = EventTracker(production(posthog_server, tmp_path))
+    assert set(posthog_server.wait_for(30, timeout=15)) == set(uuids)
+    later.shutdown()
+
+
+def test_an_event_posthog_refuses_is_kept_aside_and_does_not_stall_the_rest(
+    posthog_server, tmp_path
+):
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    huge = tracker.track("u", "business_churn", {"tenant_id": "t1", "blob": "x" * 1_000_000})
+    assert tracker.flush() is True
+    assert tracker.stats.rejected == 1
+    # PostHog is healthy: the next events go out at once, not after a backoff.
+    uuids = sent(tracker, 20)
+    assert set(posthog_server.wait_for(20, timeout=3)) == set(uuids)
+    assert huge not in posthog_server.events()
+    assert tracker.pending_in_outbox() == 0, "not retried forever"
+    tracker.shutdown()
+    with sqlite3.connect(tmp_path / "outbox.sqlite3") as db:
+        (rejected,) = db.execute("SELECT uuid, error FROM rejected").fetchall()
+    assert rejected[0] == huge and "900 KiB" in rejected[1]
+
+
+def test_identify_with_nothing_left_after_redaction_is_not_queued(posthog_server, tmp_path):
+    policy = RedactionPolicy(strategy="drop", salt="test-salt")
+    tracker = EventTracker(production(posthog_server, tmp_path, redaction=policy))
+    assert tracker.identify("user-1", {"email": "ada@example.com"}) is None
+    assert tracker.identify("", {"plan": "pro"}) is None  # production: no person, nothing sent
+    assert tracker.flush() is True
+    assert posthog_server.requests == [] and tracker.pending_in_outbox() == 0
+    tracker.shutdown()
+
+
+def test_a_backlog_goes_out_as_parallel_batches_of_20(posthog_server, tmp_path):
+    posthog_server.set_mode("slow", delay=1.0)
+    tracker = EventTracker(production(posthog_server, tmp_path, request_timeout=3.0))
+    started = time.monotonic()
+    uuids = sent(tracker, 80)
+    got = posthog_server.wait_for(80, timeout=10)
+    took = time.monotonic() - started
+    assert set(got) == set(uuids)
+    assert [len(r.batch) for r in posthog_server.accepted()] == [20, 20, 20, 20]
+    assert took < 2.5, f"4 batches one after another would take 4 s; took {took:.1f}s"
+    tracker.shutdown()
+
+
+def test_memory_stays_bounded_when_posthog_is_slower_than_the_callers(posthog_server, tmp_path):
+    posthog_server.set_mode("slow", delay=1.0)
+    config = production(posthog_server, tmp_path, request_timeout=3.0, max_buffered=50)
+    tracker = EventTracker(config)
+    uuids = sent(tracker, 500)
+    # The worker spills between deliveries (callers never touch the disk): the bound holds once
+    # the delivery in flight returns.
+    deadline = time.monotonic() + 5
+    while len(tracker._queue) > 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(tracker._queue) <= 50, "the rest went to the outbox"
+    assert tracker.stats.stored >= 200, "spilled to the outbox, not held in memory"
+    posthog_server.set_mode("ok")
+    assert set(posthog_server.wait_for(500, timeout=30)) == set(uuids)
+    tracker.shutdown()
+
+
+def test_a_forked_child_does_not_inherit_the_parents_events(posthog_server, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from analytics_pipeline.tracking import EventTracker, RedactionPolicy, TrackingConfig
+        from pathlib import Path
+        t = EventTracker(TrackingConfig(api_key="k", host={posthog_server.url!r},
+            environment="production", outbox_path=Path({str(tmp_path / "outbox.sqlite3")!r}),
+            redaction=RedactionPolicy(salt="s")))
+        for i in range(5):
+            t.track("u", "business_signup", {{"tenant_id": f"t{{i}}", "plan": "pro"}})
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)  # runs atexit: must not wait for, or store, the parent's events
+        started = time.monotonic()
+        os.waitpid(pid, 0)
+        print(round(time.monotonic() - started, 2))
+        t.shutdown()
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 1.0, "the child's exit waited on the parent's tracker"
+    assert len(posthog_server.wait_for(5, timeout=10)) == 5
+    assert posthog_server.accepted_count() == 5, "sent once, by the parent"

@@ -59,11 +59,11 @@ def test_outside_production_a_contract_violation_is_an_error_naming_it():
         tracker.track("u", "email_opend", {"tenant_id": "t", "email_id": "e"})
     with pytest.raises(EventContractError, match="missing required property 'email_id'"):
         tracker.track("u", "email_opened", {"tenant_id": "t"})
-    with pytest.raises(EventContractError, match=r"'amount_cents' is '12\.00'"):
+    with pytest.raises(EventContractError, match="'amount_cents' is a str, not Number"):
         tracker.track(
             "u", "payment_succeeded", {"tenant_id": "t", "amount_cents": "12.00", "currency": "EUR"}
         )
-    with pytest.raises(EventContractError, match="distinct_id is ''"):
+    with pytest.raises(EventContractError, match="distinct_id is empty"):
         tracker.track("", "business_churn", {"tenant_id": "t"})
 
 

@@ -29,6 +29,7 @@ DAY = TenantDay("tenant-002", dt.date(2026, 3, 20))
 @pytest.fixture
 def tracking(posthog_server: FakePostHog, tmp_path, monkeypatch) -> EventTrackingResource:  # noqa: F811
     monkeypatch.setenv("POSTHOG_API_KEY", "phc_pipeline")
+    monkeypatch.setenv("EVENT_REDACTION_SALT", "test-salt")
     return EventTrackingResource(
         environment="production",
         host=posthog_server.url,

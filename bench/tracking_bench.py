@@ -33,7 +33,7 @@ import posthog
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analytics_pipeline.tracking import EventTracker, TrackingConfig  # noqa: E402
+from analytics_pipeline.tracking import EventTracker, RedactionPolicy, TrackingConfig  # noqa: E402
 from analytics_pipeline_tests.fake_posthog import free_port  # noqa: E402
 
 _SERVER = """
@@ -136,6 +136,7 @@ def run_facade(scenario: str, n: int, rate: float | None, work: Path) -> tuple[f
             environment="production",
             outbox_path=work / f"{scenario}-{rate}.sqlite3",
             retry_max_seconds=2.0,
+            redaction=RedactionPolicy(salt="bench-salt"),
         )
     )
     started = time.perf_counter()

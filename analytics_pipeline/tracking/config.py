@@ -33,7 +33,10 @@ class TrackingConfig:
     environment: only "production" sends; the others log only (local events would pollute
         the funnels). Also decides strictness: outside production a contract violation raises.
     flush_at / flush_interval: a batch leaves at 20 events or 10 s after its first event.
-    request_timeout: seconds one HTTP request to PostHog may take.
+    batches_per_send: full batches handed to the vendor at once (sent in parallel), so a
+        backlog drains at several batches per round trip.
+    request_timeout: seconds one HTTP request to PostHog may take (kept under
+        shutdown_timeout, so a step-end flush can see a slow request through).
     shutdown_timeout: the most a shutdown (or a step-end flush) waits for PostHog; what is not
         delivered by then goes to the outbox.
     outbox_path: SQLite file holding undelivered events until they are sent.
@@ -47,7 +50,8 @@ class TrackingConfig:
     environment: str = "development"
     flush_at: int = 20
     flush_interval: float = 10.0
-    request_timeout: float = 5.0
+    batches_per_send: int = 4
+    request_timeout: float = 3.0
     shutdown_timeout: float = 5.0
     outbox_path: Path = Path(".analytics_pipeline/event_outbox.sqlite3")
     max_buffered: int = 10_000
@@ -66,9 +70,24 @@ class TrackingConfig:
             raise ConfigurationError(
                 f"{HOST_ENV}={self.host!r} is not an http(s) URL; use e.g. {DEFAULT_HOST}"
             )
-        for name in ("flush_at", "flush_interval", "request_timeout", "shutdown_timeout"):
+        for name in (
+            "flush_at",
+            "flush_interval",
+            "batches_per_send",
+            "request_timeout",
+            "shutdown_timeout",
+            "max_buffered",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"tracking {name}={getattr(self, name)!r} must be > 0")
+
+        if self.sends and not self.redaction.salt:
+            raise ConfigurationError(
+                f"{SALT_ENV} is not set: in production, e-mail addresses and phone numbers used "
+                "as ids are hashed with it (unsalted, anyone with an address list could match "
+                f"them); set {SALT_ENV} to a random secret of 16+ characters, the same on every "
+                "host"
+            )
 
     @property
     def sends(self) -> bool:

@@ -116,20 +116,32 @@ class EventSpec:
             return PROPERTIES[prop]
         return None
 
+    def mistyped(self, properties: Mapping[str, object]) -> list[str]:
+        """Declared properties whose value has the wrong type."""
+        return [
+            key
+            for key, value in properties.items()
+            if value is not None
+            and (spec := self.declared(key)) is not None
+            and not spec.accepts(value)
+        ]
+
     def violations(self, properties: Mapping[str, object]) -> list[str]:
-        """What is wrong with these properties for this event; empty when they conform."""
+        """What is wrong with these properties for this event; empty when they conform.
+
+        Names properties and types, never values: this text is logged and sent.
+        """
         problems = [
             f"missing required property {p!r}" for p in self.required if p not in properties
         ]
-        for key, value in properties.items():
-            spec = self.declared(key)
-            if spec is not None and value is not None and not spec.accepts(value):
-                wanted = " or ".join(t.__name__ for t in spec.types)
-                problems.append(
-                    f"property {key!r} is {value!r} ({type(value).__name__}), not {wanted}"
-                )
-            elif spec is not None and value is None and key in self.required:
-                problems.append(f"required property {key!r} is None")
+        problems += [
+            f"required property {p!r} is None"
+            for p in self.required
+            if p in properties and properties[p] is None
+        ]
+        for key in self.mistyped(properties):
+            wanted = " or ".join(t.__name__ for t in PROPERTIES[key].types)
+            problems.append(f"property {key!r} is a {type(properties[key]).__name__}, not {wanted}")
         return problems
 
 

@@ -25,8 +25,19 @@ CREATE TABLE IF NOT EXISTS undelivered (
     last_error      TEXT,
     first_failed_at REAL NOT NULL,
     next_attempt_at REAL NOT NULL
-)
+);
+-- Events PostHog refused for what they are (HTTP 400/413/422, over the size limit): retrying
+-- cannot help, so they wait here for an operator instead of blocking the retry loop.
+CREATE TABLE IF NOT EXISTS rejected (
+    uuid        TEXT PRIMARY KEY,
+    payload     TEXT NOT NULL,
+    error       TEXT NOT NULL,
+    rejected_at REAL NOT NULL
+);
 """
+# Short: the file is shared only by this machine's processes, whose writes are brief; a longer
+# wait would eat into a shutdown's budget.
+BUSY_TIMEOUT_SECONDS = 0.5
 
 
 class Outbox:
@@ -52,21 +63,33 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, timeout=10, check_same_thread=False)
+            self._conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False
+            )
             self._conn.execute("PRAGMA journal_mode=WAL")
             # Rows are written only on failure paths, so paying for a full sync is cheap and
             # keeps them through a power loss, not just a process crash.
             self._conn.execute("PRAGMA synchronous=FULL")
             with self._conn:
-                self._conn.execute(_SCHEMA)
+                self._conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(
                 f"cannot open the event outbox at {path}: {exc}; set EVENT_OUTBOX_PATH to a "
                 "writable file path"
             ) from exc
 
-    def put(self, messages: Iterable[Message], error: str, *, now: float | None = None) -> int:
-        """Store messages for a later attempt; a uuid already stored keeps its row (attempts+1)."""
+    def put(
+        self,
+        messages: Iterable[Message],
+        error: str,
+        *,
+        now: float | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Store messages for a later attempt; a uuid already stored keeps its row.
+
+        `timeout` caps the wait for another process's write lock (a shutdown's budget).
+        """
         now = time.time() if now is None else now
         rows = []
         for i, m in enumerate(messages):
@@ -77,13 +100,22 @@ class Outbox:
                 time.sleep(0)
         if not rows:
             return 0
-        with self._lock, self._conn:
+        with self._lock:
+            wait_ms = int(1000 * (BUSY_TIMEOUT_SECONDS if timeout is None else timeout))
+            self._conn.execute(f"PRAGMA busy_timeout = {max(1, wait_ms)}")
+            try:
+                self._insert(rows)
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout = {int(1000 * BUSY_TIMEOUT_SECONDS)}")
+        return len(rows)
+
+    def _insert(self, rows: list[tuple]) -> None:
+        with self._conn:
             self._conn.executemany(
                 "INSERT INTO undelivered (uuid, payload, attempts, last_error, first_failed_at,"
                 " next_attempt_at) VALUES (?, ?, 0, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
                 rows,
             )
-        return len(rows)
 
     def claim(self, limit: int, *, now: float | None = None) -> list[Message]:
         """Up to `limit` rows that are due, oldest first, leased to the caller."""
@@ -110,6 +142,23 @@ class Outbox:
                 " next_attempt_at = ? + min(?, ? * (1 << min(attempts, 30))) WHERE uuid = ?",
                 [(error, now, self.retry_max_seconds, self.retry_base_seconds, u) for u in uuids],
             )
+
+    def reject(self, messages: list[Message], error: str, *, now: float | None = None) -> None:
+        """Move events PostHog will never accept out of the retry loop, keeping them."""
+        now = time.time() if now is None else now
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT INTO rejected (uuid, payload, error, rejected_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (uuid) DO NOTHING",
+                [(m.uuid, m.to_json(), error, now) for m in messages],
+            )
+            self._conn.executemany(
+                "DELETE FROM undelivered WHERE uuid = ?", [(m.uuid,) for m in messages]
+            )
+
+    def rejected_count(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT count(*) FROM rejected").fetchone()[0]
 
     def count(self) -> int:
         with self._lock:

@@ -40,6 +40,8 @@ _SCAN = re.compile(f"(?P<email>{_EMAIL})|(?P<ip>{_IPV4})|(?P<ip6>{_IPV6})|(?P<ph
 # digits holds none of them.
 _MAYBE = re.compile(r"[@:+(]|\d\.\d|\d(?:\D?\d){6}")
 
+_NONE: Mapping[str, PiiClass | None] = {}
+
 DEFAULT_KEYS: dict[str, PiiClass] = {
     **dict.fromkeys(("email", "email_address", "recipient", "from_email", "to_email"), "email"),
     **dict.fromkeys(("ip", "ip_address", "client_ip", "remote_addr", "$ip"), "ip"),
@@ -83,20 +85,29 @@ class RedactionPolicy:
     def properties(
         self, props: Mapping[str, object], declared: Mapping[str, PiiClass | None]
     ) -> dict[str, object]:
-        """A redacted copy of `props`; `declared` maps property names to their registry class."""
+        """A redacted copy of `props`; `declared` maps property names to their registry class.
+
+        Nested mappings get the same rules (declared names included); keys are scanned too.
+        """
         out: dict[str, object] = {}
         for key, value in props.items():
             if key in self.allow:
                 out[key] = value
                 continue
             pii = declared.get(key) or self.keys.get(key.lower())
+            if _MAYBE.search(key):
+                key = _SCAN.sub(self._substitute, key)  # an address used as a key
             if pii is None:
-                out[key] = self._scan(value)
+                out[key] = self._scan(value, declared)
             elif value is None:
                 out[key] = None
             elif self.strategy != "drop" or pii == "url":
                 out[key] = self._replace(pii, value)
         return out
+
+    def groups(self, groups: Mapping[str, object]) -> dict[str, str]:
+        """Group keys (PostHog group types) as given; their values scanned like any text."""
+        return {k: str(self._scan(str(v), {})) for k, v in groups.items()}
 
     def distinct_id(self, value: str) -> str:
         """Person ids stay stable (funnels need them) but an e-mail or phone used as one is
@@ -115,15 +126,15 @@ class RedactionPolicy:
     def _digest(self, value: str) -> str:
         return hashlib.sha256((self.salt + value.strip().lower()).encode()).hexdigest()[:16]
 
-    def _scan(self, value: object) -> object:
+    def _scan(self, value: object, declared: Mapping[str, PiiClass | None] = _NONE) -> object:
         if isinstance(value, str):
             if self.scan_values and _MAYBE.search(value):
                 return _SCAN.sub(self._substitute, value)
             return value
         if isinstance(value, Mapping):
-            return self.properties(value, {})
+            return self.properties(value, declared)
         if isinstance(value, (list, tuple)):
-            return [self._scan(v) for v in value]
+            return [self._scan(v, declared) for v in value]
         if value is None or isinstance(value, (bool, int, float)):
             return value
         # Anything else (a date, a Decimal, an object) goes out as its text, scanned like text:

@@ -45,6 +45,7 @@ class ProcessSink:
             }
         )
         self._child: subprocess.Popen[bytes] | None = None
+        self._closed = False
         self._buffer = b""
         self._next_id = 0
         self._spawn()  # now, so the first batch does not wait for the child's imports
@@ -70,6 +71,9 @@ class ProcessSink:
 
     def deliver(self, batch: list[Message], budget_seconds: float) -> Delivery:
         deadline = time.monotonic() + budget_seconds
+        if self._closed:
+            # A worker still finishing after shutdown must not start a child nobody stops.
+            return Delivery(failed=list(batch), error="the tracker is shut down")
         if self._child is None or self._child.poll() is not None:
             self._spawn()
         child = self._child
@@ -99,10 +103,11 @@ class ProcessSink:
             reply = json.loads(answer)
             if reply["id"] != request_id:
                 continue  # cannot happen with one request in flight; never misattribute
-            failed = set(reply["failed"])
+            failed, rejected = set(reply["failed"]), set(reply["rejected"])
             return Delivery(
-                accepted=[m.uuid for m in batch if m.uuid not in failed],
+                accepted=[m.uuid for m in batch if m.uuid not in failed | rejected],
                 failed=[m for m in batch if m.uuid in failed],
+                rejected=[m for m in batch if m.uuid in rejected],
                 error=reply["error"],
             )
 
@@ -133,6 +138,7 @@ class ProcessSink:
 
         Killing is safe: a batch the child still held was stored in the outbox by the tracker.
         """
+        self._closed = True
         child, self._child = self._child, None
         if child is None:
             return
@@ -163,6 +169,7 @@ def main() -> int:
             "id": request["id"],
             "accepted": result.accepted,
             "failed": [m.uuid for m in result.failed],
+            "rejected": [m.uuid for m in result.rejected],
             "error": result.error,
         }
         sys.stdout.write(json.dumps(reply) + "\n")

@@ -16,10 +16,13 @@ is not delivered in time is written to the outbox, never dropped.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
+import os
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +45,17 @@ VIOLATION_PROPERTY = "contract_violation"
 _SPILL_CHUNK = 1000
 
 
+_TRACKERS: weakref.WeakSet[EventTracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tracker in list(_TRACKERS):
+        tracker._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @dataclass
 class TrackerStats:
     """Counters since the tracker started (approximate under concurrent callers)."""
@@ -50,6 +64,8 @@ class TrackerStats:
     delivered: int = 0
     stored: int = 0
     redelivered: int = 0
+    rejected: int = 0
+    lost: int = 0
     contract_violations: int = 0
     errors: int = 0
 
@@ -79,6 +95,7 @@ class EventTracker:
     ) -> None:
         self.config = config or TrackingConfig.from_env()
         self.stats = TrackerStats()
+        _TRACKERS.add(self)
         self._queue: deque[Message] = deque()
         self._cv = threading.Condition()
         self._wake = threading.Event()
@@ -128,9 +145,13 @@ class EventTracker:
             spec = EVENTS.get(event)
             problems = spec.violations(props) if spec else ["unknown event"]
             if not distinct_id and distinct_id != 0:
-                problems.append(f"distinct_id is {distinct_id!r}")
+                problems.append("distinct_id is empty")
             if problems:
                 self._violation(event, problems, props)
+                # Production only (elsewhere it raised): a value of the wrong type is of unknown
+                # shape, so it is not sent; the violation says which property and type it was.
+                for key in spec.mistyped(props) if spec else ():
+                    del props[key]
             return self._enqueue("capture", event, distinct_id, props, groups)
         except EventContractError:
             raise
@@ -142,24 +163,25 @@ class EventTracker:
     def identify(
         self, distinct_id: str, properties: Mapping[str, object] | None = None
     ) -> str | None:
-        """Set or update person properties (PostHog's `$set`; the SDK has no identify any more)."""
+        """Set or update person properties (PostHog's `$set`; the SDK has no identify any more).
+
+        Returns None, queueing nothing, when there is no person (empty id) or nothing left to
+        set after redaction: PostHog would refuse such an update, forever.
+        """
         try:
             if not distinct_id and distinct_id != 0:
-                self._violation("$set", [f"distinct_id is {distinct_id!r}"], {})
-            if not properties:
-                # PostHog ignores a $set without properties; queueing it would only make an
-                # event that can never be accepted.
-                log.info("identify %s without properties: nothing to set", distinct_id)
+                self._violation("$set", ["distinct_id is empty"], {})
                 return None
-            return self._enqueue("set", "$set", distinct_id, dict(properties), None)
+            return self._enqueue("set", "$set", distinct_id, dict(properties or {}), None)
         except EventContractError:
             raise
         except Exception:
             self.stats.errors += 1
-            log.exception("identify of %r failed; it was dropped", distinct_id)
+            log.exception("an identify could not be tracked; it was dropped")
             return None
 
     def _violation(self, event: str, problems: list[str], props: dict[str, object]) -> None:
+        # `problems` name properties and types, never values: this text is logged and sent.
         self.stats.contract_violations += 1
         what = "; ".join(problems)
         if self.config.strict:
@@ -185,15 +207,27 @@ class EventTracker:
         distinct_id: object,
         props: dict[str, object],
         groups: Mapping[str, str] | None,
-    ) -> str:
+    ) -> str | None:
         policy = self.config.redaction
+        event_id = str(uuid.uuid4())
+        properties = policy.properties(props, _DECLARED_PII)
+        if kind == "set" and not properties:
+            log.info("identify with nothing to set after redaction: not sent")
+            return None
+        if not distinct_id and distinct_id != 0:
+            # Production only (elsewhere it raised): a stable id of its own, so a retried copy
+            # is the same event, and no person profile for it.
+            did = f"anonymous:{event_id}"
+            properties["$process_person_profile"] = False
+        else:
+            did = policy.distinct_id(str(distinct_id))
         message = Message(
-            uuid=str(uuid.uuid4()),
+            uuid=event_id,
             kind=kind,
             event=event,
-            distinct_id=policy.distinct_id(str(distinct_id)),
-            properties=policy.properties(props, _DECLARED_PII),
-            groups={k: str(v) for k, v in groups.items()} if groups else None,
+            distinct_id=did,
+            properties=properties,
+            groups=policy.groups(groups) if groups else None,
             timestamp=time.time(),
         )
         self.stats.tracked += 1
@@ -207,12 +241,12 @@ class EventTracker:
         )
         if self._sink is None:
             return message.uuid
+        queue = self._queue
+        queue.append(message)
         if self._closed:
-            # After shutdown there is no worker: keep it for the next process to deliver.
-            self._store([message], "tracked after shutdown")
-            return message.uuid
-        self._queue.append(message)
-        if len(self._queue) >= self.config.flush_at and not self._wake.is_set():
+            # Shut down meanwhile: no worker will take it; keep it for the next process.
+            self._store_pending("tracked after shutdown")
+        elif len(queue) >= self.config.flush_at and not self._wake.is_set():
             self._wake.set()
         return message.uuid
 
@@ -221,26 +255,35 @@ class EventTracker:
         shutdown_timeout). Never raises.
 
         Returns True when the worker got through the queue in time: each event was delivered,
-        or (PostHog failing) stored in the outbox. False when time ran out: the rest was then
-        stored in the outbox by this call. Either way nothing is left only in memory.
+        or (PostHog failing) stored in the outbox. False when time ran out (the rest is then
+        stored by this call) or the outbox could not be written (the rest stays queued).
         """
         if self._sink is None:
             return True
         budget = self.config.shutdown_timeout if timeout is None else timeout
-        with self._cv:
-            self._flush_requested = True
-            self._wake.set()
-            done = self._cv.wait_for(lambda: not self._queue and not self._inflight, budget)
-            self._flush_requested = False
-        if not done:
-            self._store_pending(f"not delivered within the {budget:.1f}s flush budget")
-        return done
+        try:
+            with self._cv:
+                self._flush_requested = True
+                self._wake.set()
+                done = self._cv.wait_for(lambda: not self._queue and not self._inflight, budget)
+                self._flush_requested = False
+            if not done:
+                # Time is up: the outbox gets a short lock wait of its own, not another budget.
+                self._store_pending(
+                    f"not delivered within the {budget:.1f}s flush budget", timeout=0.5
+                )
+            return done
+        except Exception:
+            self.stats.errors += 1
+            log.exception("event flush failed; undelivered events stay queued in memory")
+            return False
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush within the budget (default: shutdown_timeout), store the rest, stop.
 
-        Bounded: a slow or dead PostHog cannot hold a process exit longer than the budget.
-        Safe to call more than once; registered with atexit.
+        Bounded: a slow or dead PostHog cannot hold a process exit longer than the budget
+        (plus, at worst, about 1 s waiting on another process's outbox lock). Safe to call
+        more than once; registered with atexit. Never raises.
         """
         if self._closed or self._sink is None:
             return True
@@ -250,11 +293,16 @@ class EventTracker:
         self._closed = True
         self._stopping = True
         self._wake.set()
-        if self._worker is not None:
-            self._worker.join(max(0.0, deadline - time.monotonic()))
-        # Anything tracked between the flush and `_closed`, or still in flight.
-        self._store_pending("process stopping")
-        self._sink.close(max(0.0, deadline - time.monotonic()))
+        try:
+            if self._worker is not None:
+                self._worker.join(max(0.0, deadline - time.monotonic()))
+            # Anything tracked between the flush and `_closed`, or still in flight.
+            self._store_pending("process stopping", timeout=max(0.1, deadline - time.monotonic()))
+            self._sink.close(max(0.0, deadline - time.monotonic()))
+        except Exception:
+            done = False
+            self.stats.errors += 1
+            log.exception("event tracker shutdown failed; events still queued are lost")
         atexit.unregister(self.shutdown)
         log.info(
             "event tracker stopped: %d tracked, %d delivered, %d waiting in the outbox %s",
@@ -267,7 +315,17 @@ class EventTracker:
 
     def pending_in_outbox(self) -> int:
         """How many events wait in the outbox (all processes sharing the file)."""
-        return self._outbox.count() if self._outbox is not None else 0
+        try:
+            return self._outbox.count() if self._outbox is not None else 0
+        except Exception:
+            log.exception("cannot read the event outbox")
+            return -1
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's queue and threads are the parent's; log only."""
+        self._sink = None
+        self._queue = deque()
+        self._closed = True
 
     # ----------------------------------------------------------------- worker side
 
@@ -277,7 +335,7 @@ class EventTracker:
                 self._step()
             except Exception:
                 # The worker must survive anything (a full disk, a vendor SDK bug): events stay
-                # queued or stored and the next step tries again.
+                # queued and the next step tries again.
                 self.stats.errors += 1
                 log.exception("event tracker worker error")
                 time.sleep(1.0)
@@ -289,6 +347,22 @@ class EventTracker:
         cfg = self.config
         queue = self._queue
         worked = False
+        if len(queue) > cfg.max_buffered:
+            # PostHog slower than the callers: keep memory bounded, oldest first.
+            worked = True
+            try:
+                self._spill(len(queue) - cfg.max_buffered, "buffer full")
+            except Exception:
+                # The outbox cannot be written either (disk full?): the only bound left.
+                excess = len(queue) - cfg.max_buffered
+                _drop(queue, excess)
+                self.stats.lost += excess
+                log.exception(
+                    "%d event(s) lost: PostHog is not taking them and the outbox %s cannot be "
+                    "written",
+                    excess,
+                    cfg.outbox_path,
+                )
         if queue and (
             len(queue) >= cfg.flush_at
             or self._flush_requested
@@ -296,17 +370,21 @@ class EventTracker:
         ):
             worked = True
             if self._down():
-                with self._cv:
-                    self._store(_take(queue, _SPILL_CHUNK), "PostHog unavailable, retry pending")
+                self._spill(_SPILL_CHUNK, "PostHog unavailable, retry pending")
             else:
+                cap = cfg.flush_at * cfg.batches_per_send
+                if self._flush_requested or time.time() >= queue[0].timestamp + cfg.flush_interval:
+                    n = min(len(queue), cap)
+                else:  # a size trigger sends full batches only; the rest waits its interval
+                    n = min(len(queue) // cfg.flush_at * cfg.flush_at, cap)
                 with self._cv:
-                    self._inflight = _take(queue, cfg.flush_at)
+                    self._inflight = _take(queue, n)
                 self._send(self._inflight, from_outbox=False)
-        # One outbox batch per step, so a steady stream of new events cannot starve it.
+        # One outbox delivery per step, so a steady stream of new events cannot starve it.
         if not self._down() and self._outbox_next is not None and self._outbox_next <= time.time():
             worked = True
             assert self._outbox is not None
-            claimed = self._outbox.claim(cfg.flush_at)
+            claimed = self._outbox.claim(cfg.flush_at * cfg.batches_per_send)
             if claimed:
                 self._send(claimed, from_outbox=True)
             self._outbox_next = self._outbox.next_due()
@@ -328,15 +406,29 @@ class EventTracker:
     def _send(self, batch: list[Message], *, from_outbox: bool) -> None:
         assert self._sink is not None and self._outbox is not None
         try:
-            result = self._sink.deliver(batch, self.config.request_timeout + 1.0)
+            # Under the shutdown budget, so a step-end flush can see a slow request through.
+            budget = min(self.config.request_timeout + 1.0, self.config.shutdown_timeout)
+            result = self._sink.deliver(batch, budget)
         except Exception as exc:
             result = Delivery(failed=batch, error=f"{type(exc).__name__}: {exc}")
         if result.accepted:
             self.stats.delivered += len(result.accepted)
             if from_outbox:
                 self.stats.redelivered += len(result.accepted)
-            if from_outbox or self._inflight_stored:
-                self._outbox.delivered(result.accepted)
+        if result.rejected:
+            # Not PostHog's health: no backoff. Kept for an operator, out of the retry loop.
+            self.stats.rejected += len(result.rejected)
+            log.error(
+                "PostHog refused %d event(s) for what they are (%s); kept as rejected in %s",
+                len(result.rejected),
+                result.error,
+                self.config.outbox_path,
+            )
+            try:
+                self._outbox.reject(result.rejected, result.error)
+            except Exception:
+                self.stats.lost += len(result.rejected)
+                log.exception("rejected events could not be kept in %s", self.config.outbox_path)
         if result.failed:
             self._failures += 1
             backoff = min(
@@ -350,29 +442,57 @@ class EventTracker:
                 result.error,
                 backoff,
             )
-            if not from_outbox:
-                self._store(result.failed, result.error)
-            self._outbox.failed([m.uuid for m in result.failed], result.error)
-            self._outbox_next = self._outbox.next_due()
-        else:
+            try:
+                if not from_outbox:
+                    self._store(result.failed, result.error)
+                self._outbox.failed([m.uuid for m in result.failed], result.error)
+                self._outbox_next = self._outbox.next_due()
+            except Exception:
+                # The outbox cannot be written: back to the front of the queue, to be stored
+                # (or sent) on a later step; never dropped here.
+                log.exception("cannot write the event outbox %s", self.config.outbox_path)
+                if not from_outbox:
+                    with self._cv:
+                        self._queue.extendleft(reversed(result.failed))
+        elif not result.rejected or result.accepted:
             self._failures = 0
             self._down_until = 0.0
         with self._cv:
+            # Under the lock, after any _store_pending that copied this batch has committed.
+            stored = self._inflight_stored
             self._inflight = []
             self._inflight_stored = False
+        if result.accepted and (from_outbox or stored):
+            self._outbox.delivered(result.accepted)
 
-    def _store_pending(self, reason: str) -> None:
-        """Persist whatever is queued or in flight (called when time is up)."""
+    def _spill(self, n: int, reason: str) -> None:
+        """Move the n oldest queued events to the outbox; they leave the queue only once
+        written."""
         with self._cv:
-            pending = _take(self._queue, len(self._queue))
-            inflight = list(self._inflight)
-            self._inflight_stored = bool(inflight)
-        self._store([*inflight, *pending], reason)
+            batch = list(itertools.islice(self._queue, n))
+            self._store(batch, reason)
+            _drop(self._queue, len(batch))
 
-    def _store(self, messages: list[Message], reason: str) -> None:
+    def _store_pending(self, reason: str, timeout: float | None = None) -> None:
+        """Persist whatever is queued or in flight (called when time is up).
+
+        Holds the lock while writing, so the worker, finishing the batch in flight, sees the
+        rows committed before it deletes those PostHog accepted.
+        """
+        with self._cv:
+            pending = list(self._queue)
+            inflight = list(self._inflight)
+            self._store([*inflight, *pending], reason, timeout=timeout)
+            _drop(self._queue, len(pending))
+            if inflight:
+                self._inflight_stored = True
+
+    def _store(self, messages: list[Message], reason: str, timeout: float | None = None) -> None:
+        """Write to the outbox. On failure (disk full, locked) it raises; callers take the
+        events off the queue only once it has returned."""
         if not messages or self._outbox is None:
             return
-        self._outbox.put(messages, reason)
+        self._outbox.put(messages, reason, timeout=timeout)
         self.stats.stored += len(messages)
         self._outbox_next = self._outbox.next_due()
 
@@ -385,6 +505,11 @@ def _take(queue: deque[Message], n: int) -> list[Message]:
         except IndexError:  # another thread emptied it
             break
     return batch
+
+
+def _drop(queue: deque[Message], n: int) -> None:
+    for _ in range(n):
+        queue.popleft()
 
 
 def _posthog_sink(config: TrackingConfig) -> Sink:
