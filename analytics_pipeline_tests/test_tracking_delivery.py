@@ -49,6 +49,12 @@ def production(server: FakePostHog, tmp_path: Path, **overrides: object) -> Trac
     return replace(config, **overrides)
 
 
+def _wait_until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def sent(tracker: EventTracker, n: int, prefix: str = "e") -> list[str]:
     return [
         tracker.track(f"user-{i}", "email_sent", {"tenant_id": "t1", "email_id": f"{prefix}{i}"})
@@ -217,9 +223,7 @@ def test_every_event_arrives_after_posthog_comes_back(posthog_server, tmp_path, 
     posthog_server.set_mode("ok")
     got = posthog_server.wait_for(75, timeout=30)
     assert set(got) == set(before) | set(during), "every event arrives"
-    deadline = time.monotonic() + 10
-    while tracker.pending_in_outbox() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until(lambda: tracker.pending_in_outbox() == 0, timeout=10)
     assert tracker.pending_in_outbox() == 0, "delivered events leave the outbox"
     if fault != "slow":
         # Only a timed-out request (which the server did take) may be sent twice, and then
@@ -411,9 +415,7 @@ def test_memory_stays_bounded_when_posthog_is_slower_than_the_callers(posthog_se
     uuids = sent(tracker, 500)
     # The worker spills between deliveries (callers never touch the disk): the bound holds once
     # the delivery in flight returns.
-    deadline = time.monotonic() + 5
-    while len(tracker._queue) > 50 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_until(lambda: len(tracker._queue) <= 50, timeout=5)
     assert len(tracker._queue) <= 50, "the rest went to the outbox"
     assert tracker.stats.stored >= 200, "spilled to the outbox, not held in memory"
     posthog_server.set_mode("ok")
