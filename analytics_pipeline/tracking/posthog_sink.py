@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import cycle
 
@@ -74,6 +75,8 @@ class PostHogSink:
             )
             for _ in range(LANES)
         ]
+        # Flushing waits on each client; the waits run side by side.
+        self._pool = ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="posthog-flush")
 
     @property
     def host(self) -> str:
@@ -106,13 +109,11 @@ class PostHogSink:
                     admitted.append(m)
         started = time.monotonic()
         flushes = [
-            threading.Thread(target=c.flush, kwargs={"timeout_seconds": budget_seconds})
+            self._pool.submit(c.flush, timeout_seconds=budget_seconds)
             for c in self._clients[: len(chunks)]
         ]
-        for t in flushes:
-            t.start()
-        for t in flushes:
-            t.join()
+        for f in flushes:
+            f.result()
         timed_out = time.monotonic() - started >= budget_seconds
         with self._lock:
             failed = dict(self._failed)
@@ -157,3 +158,4 @@ class PostHogSink:
         deadline = time.monotonic() + budget_seconds
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        self._pool.shutdown(wait=False)
