@@ -109,6 +109,10 @@ def test_range_run_on_postgres_backed_instance(defs, shared_url, databases, tmp_
         assert _olap_partitions(shared_url) == expected
         done = instance.get_materialized_partitions(CAMPAIGN)
         assert set(done) == {str(TenantDay(t, d).partition_key()) for t, d in expected}
+        (mat, *_) = result.asset_materializations_for_node("analytics__campaign_analytics")
+        assert mat.metadata["covered"].value == (
+            "tenant-001 2026-03-20..2026-03-24; tenant-002 2026-03-20..2026-03-24"
+        )
         # dagster.yaml manages the tracker's logger: its lines are in the run's event log.
         logs = [
             e.message

@@ -1,5 +1,6 @@
 """One partitioned asset per rollup definition, built by a single factory."""
 
+import datetime as dt
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -10,7 +11,12 @@ from analytics_pipeline import telemetry
 from analytics_pipeline.assets.preview import preview
 from analytics_pipeline.assets.sources import OWNER, column_schema, source_key
 from analytics_pipeline.errors import DataQualityError, RollupError
-from analytics_pipeline.partitions import TenantDay, parse_partition_keys, tenant_daily_partitions
+from analytics_pipeline.partitions import (
+    TenantDay,
+    parse_partition_keys,
+    tenant_daily_partitions,
+    to_windows,
+)
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.engine import (
@@ -137,6 +143,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 **_metadata(result),
+                "covered": dg.MetadataValue.text(covered(partitions)),
                 "preview": preview(rollup, olap, partitions[0]),
                 "preview_partition": dg.MetadataValue.text(
                     f"{partitions[0].tenant_id} {partitions[0].day.isoformat()}"
@@ -154,6 +161,19 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
             )
 
     return _asset
+
+
+def covered(partitions: Sequence[TenantDay], limit: int = 5) -> str:
+    """The run's partitions as per-tenant date ranges, e.g. "tenant-001 2026-03-01..03-31"."""
+    windows = to_windows(partitions)
+    spans = [
+        f"{w.tenant_id} {w.first_day.isoformat()}"
+        + (f"..{(w.end_day - dt.timedelta(days=1)).isoformat()}" if w.days > 1 else "")
+        for w in windows
+    ]
+    if len(spans) > limit:
+        spans = [*spans[:limit], f"... {len(spans) - limit} more tenant range(s)"]
+    return "; ".join(spans)
 
 
 def _telemetry(
