@@ -185,7 +185,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         return 0
     outbox = Outbox(config.outbox_path)
     count, oldest, error = outbox.summary()
-    rejected = outbox.rejected_count()
+    rejected = len(outbox.rejected())
     outbox.close()
     age = (
         f", oldest since {dt.datetime.fromtimestamp(oldest, dt.UTC):%Y-%m-%d %H:%M:%S} UTC"

@@ -22,6 +22,7 @@ import pytest
 
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.tracking import EventTracker, RedactionPolicy, TrackingConfig
+from analytics_pipeline.tracking.outbox import Outbox
 from analytics_pipeline_tests.fake_posthog import FakePostHog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,8 +342,6 @@ def test_the_sender_process_never_outlives_its_parent(posthog_server, tmp_path):
 def test_a_full_disk_loses_nothing_and_never_raises(posthog_server, tmp_path, monkeypatch):
     """PostHog down and the outbox unwritable: events stay queued, flush and shutdown say so
     without raising; once the disk is back, the outbox takes them and PostHog gets them all."""
-    from analytics_pipeline.tracking.outbox import Outbox
-
     real_put = Outbox.put
     disk_full = True
 
@@ -380,8 +379,7 @@ def test_an_event_posthog_refuses_is_kept_aside_and_does_not_stall_the_rest(
     assert huge not in posthog_server.events()
     assert tracker.pending_in_outbox() == 0, "not retried forever"
     tracker.shutdown()
-    with sqlite3.connect(tmp_path / "outbox.sqlite3") as db:
-        (rejected,) = db.execute("SELECT uuid, error FROM rejected").fetchall()
+    (rejected,) = Outbox(tmp_path / "outbox.sqlite3").rejected()
     assert rejected[0] == huge and "900 KiB" in rejected[1]
 
 

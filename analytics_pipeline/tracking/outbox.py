@@ -78,18 +78,8 @@ class Outbox:
                 "writable file path"
             ) from exc
 
-    def put(
-        self,
-        messages: Iterable[Message],
-        error: str,
-        *,
-        now: float | None = None,
-        timeout: float | None = None,
-    ) -> int:
-        """Store messages for a later attempt; a uuid already stored keeps its row.
-
-        `timeout` caps the wait for another process's write lock (a shutdown's budget).
-        """
+    def put(self, messages: Iterable[Message], error: str, *, now: float | None = None) -> int:
+        """Store messages for a later attempt; a uuid already stored keeps its row."""
         now = time.time() if now is None else now
         rows = []
         for i, m in enumerate(messages):
@@ -100,22 +90,13 @@ class Outbox:
                 time.sleep(0)
         if not rows:
             return 0
-        with self._lock:
-            wait_ms = int(1000 * (BUSY_TIMEOUT_SECONDS if timeout is None else timeout))
-            self._conn.execute(f"PRAGMA busy_timeout = {max(1, wait_ms)}")
-            try:
-                self._insert(rows)
-            finally:
-                self._conn.execute(f"PRAGMA busy_timeout = {int(1000 * BUSY_TIMEOUT_SECONDS)}")
-        return len(rows)
-
-    def _insert(self, rows: list[tuple]) -> None:
-        with self._conn:
+        with self._lock, self._conn:
             self._conn.executemany(
                 "INSERT INTO undelivered (uuid, payload, attempts, last_error, first_failed_at,"
                 " next_attempt_at) VALUES (?, ?, 0, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
                 rows,
             )
+        return len(rows)
 
     def claim(self, limit: int, *, now: float | None = None) -> list[Message]:
         """Up to `limit` rows that are due, oldest first, leased to the caller."""
@@ -156,9 +137,12 @@ class Outbox:
                 "DELETE FROM undelivered WHERE uuid = ?", [(m.uuid,) for m in messages]
             )
 
-    def rejected_count(self) -> int:
+    def rejected(self) -> list[tuple[str, str]]:
+        """(uuid, reason) of every event PostHog refused, oldest first."""
         with self._lock:
-            return self._conn.execute("SELECT count(*) FROM rejected").fetchone()[0]
+            return self._conn.execute(
+                "SELECT uuid, error FROM rejected ORDER BY rejected_at, uuid"
+            ).fetchall()
 
     def count(self) -> int:
         with self._lock:

@@ -268,10 +268,7 @@ class EventTracker:
                 done = self._cv.wait_for(lambda: not self._queue and not self._inflight, budget)
                 self._flush_requested = False
             if not done:
-                # Time is up: the outbox gets a short lock wait of its own, not another budget.
-                self._store_pending(
-                    f"not delivered within the {budget:.1f}s flush budget", timeout=0.5
-                )
+                self._store_pending(f"not delivered within the {budget:.1f}s flush budget")
             return done
         except Exception:
             self.stats.errors += 1
@@ -297,7 +294,7 @@ class EventTracker:
             if self._worker is not None:
                 self._worker.join(max(0.0, deadline - time.monotonic()))
             # Anything tracked between the flush and `_closed`, or still in flight.
-            self._store_pending("process stopping", timeout=max(0.1, deadline - time.monotonic()))
+            self._store_pending("process stopping")
             self._sink.close(max(0.0, deadline - time.monotonic()))
         except Exception:
             done = False
@@ -473,7 +470,7 @@ class EventTracker:
             self._store(batch, reason)
             _drop(self._queue, len(batch))
 
-    def _store_pending(self, reason: str, timeout: float | None = None) -> None:
+    def _store_pending(self, reason: str) -> None:
         """Persist whatever is queued or in flight (called when time is up).
 
         Holds the lock while writing, so the worker, finishing the batch in flight, sees the
@@ -482,17 +479,17 @@ class EventTracker:
         with self._cv:
             pending = list(self._queue)
             inflight = list(self._inflight)
-            self._store([*inflight, *pending], reason, timeout=timeout)
+            self._store([*inflight, *pending], reason)
             _drop(self._queue, len(pending))
             if inflight:
                 self._inflight_stored = True
 
-    def _store(self, messages: list[Message], reason: str, timeout: float | None = None) -> None:
+    def _store(self, messages: list[Message], reason: str) -> None:
         """Write to the outbox. On failure (disk full, locked) it raises; callers take the
         events off the queue only once it has returned."""
         if not messages or self._outbox is None:
             return
-        self._outbox.put(messages, reason, timeout=timeout)
+        self._outbox.put(messages, reason)
         self.stats.stored += len(messages)
         self._outbox_next = self._outbox.next_due()
 
