@@ -112,7 +112,11 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         try:
             result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=run_id)
         except RollupError as exc:
-            _telemetry(tracking, rollup, partitions, run_id, oltp, olap, started=started)
+            try:
+                _telemetry(tracking, rollup, partitions, run_id, oltp, olap, started=started)
+            except Exception:
+                # Never hide the refresh's own error behind a telemetry problem.
+                context.log.exception("could not report the failed refresh's telemetry")
             if exc.transient:
                 # Exponential backoff; after MAX_RETRIES the run fails with the last error.
                 raise dg.RetryRequested(
@@ -164,7 +168,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
 
 
 def covered(partitions: Sequence[TenantDay], limit: int = 5) -> str:
-    """The run's partitions as per-tenant date ranges, e.g. "tenant-001 2026-03-01..03-31"."""
+    """The run's partitions as per-tenant date ranges: "tenant-001 2026-03-01..2026-03-31"."""
     windows = to_windows(partitions)
     spans = [
         f"{w.tenant_id} {w.first_day.isoformat()}"
