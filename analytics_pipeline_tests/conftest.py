@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,7 @@ from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.sources.schema import create_oltp_schema
 from analytics_pipeline.warehouse.migrate import upgrade
+from analytics_pipeline_tests.fake_posthog import FakePostHog, free_port
 
 ADMIN_URL = os.environ.get(
     "ANALYTICS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -184,10 +184,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = others[:first] + users + others[first:]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def posthog_server() -> Iterator[FakePostHog]:
+    """A PostHog stand-in on 127.0.0.1 (fake_posthog.py), stopped after the test."""
+    server = FakePostHog()
+    yield server
+    server.close()
 
 
 class DevServer:
@@ -197,7 +199,7 @@ class DevServer:
         from analytics_pipeline_tests.test_cli import CLI, ROOT, _env
 
         self.home = home
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / "dev.log"
         self.exit_code: int | None = None

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,13 +25,6 @@ from analytics_pipeline.tracking.outbox import Outbox
 from analytics_pipeline_tests.fake_posthog import FakePostHog
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def posthog_server() -> Iterator[FakePostHog]:
-    server = FakePostHog()
-    yield server
-    server.close()
 
 
 def production(server: FakePostHog, tmp_path: Path, **overrides: object) -> TrackingConfig:

@@ -24,7 +24,6 @@ from analytics_pipeline.tracking.email import (
     track_email_sent,
 )
 from analytics_pipeline.tracking.tracker import VIOLATION_PROPERTY
-from analytics_pipeline_tests.fake_posthog import FakePostHog
 from analytics_pipeline_tests.test_tracking_delivery import production
 
 SEED_TAXONOMY = {
@@ -67,22 +66,20 @@ def test_outside_production_a_contract_violation_is_an_error_naming_it():
         tracker.track("", "business_churn", {"tenant_id": "t"})
 
 
-def test_in_production_a_violation_is_reported_and_the_event_still_sent(tmp_path, caplog):
-    server = FakePostHog()
-    try:
-        tracker = EventTracker(production(server, tmp_path))
-        with caplog.at_level(logging.ERROR, logger="analytics_pipeline.tracking"):
-            uuid = tracker.track("u", "email_opend", {"tenant_id": "t"})
-        assert uuid is not None
-        assert tracker.stats.contract_violations == 1
-        assert any("email_opend" in r.getMessage() for r in caplog.records)
-        assert tracker.flush() is True
-        (event,) = server.events().values()
-        assert event["event"] == "email_opend"
-        assert event["properties"][VIOLATION_PROPERTY] == "unknown event"
-        tracker.shutdown()
-    finally:
-        server.close()
+def test_in_production_a_violation_is_reported_and_the_event_still_sent(
+    posthog_server, tmp_path, caplog
+):
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    with caplog.at_level(logging.ERROR, logger="analytics_pipeline.tracking"):
+        uuid = tracker.track("u", "email_opend", {"tenant_id": "t"})
+    assert uuid is not None
+    assert tracker.stats.contract_violations == 1
+    assert any("email_opend" in r.getMessage() for r in caplog.records)
+    assert tracker.flush() is True
+    (event,) = posthog_server.events().values()
+    assert event["event"] == "email_opend"
+    assert event["properties"][VIOLATION_PROPERTY] == "unknown event"
+    tracker.shutdown()
 
 
 def test_track_never_raises_in_production_even_on_garbage(tmp_path):
@@ -143,34 +140,30 @@ def test_bad_settings_name_the_value():
         TrackingConfig.from_env({"EVENT_REDACTION": "none"})
 
 
-def test_typed_email_helpers_send_the_seed_shape(tmp_path: Path):
-    server = FakePostHog()
-    try:
-        tracker = EventTracker(production(server, tmp_path))
-        ids = dict(user_id="user-1", tenant_id="t1", email_id="e1", campaign_id="c1")
-        track_email_sent(tracker, **ids, mailbox_id="m1")
-        track_email_delivered(tracker, **ids)
-        track_email_opened(tracker, **ids)
-        track_email_clicked(tracker, **ids, url="https://x.example/p?u=jo@x.io")
-        track_email_bounced(tracker, **ids, bounce_type="hard")
-        track_email_replied(tracker, **ids)
-        assert tracker.flush() is True
-        events = {e["event"]: e for e in server.events().values()}
-        assert set(events) == {f"email_{n}" for n in SEED_NAMES}
-        opened = events["email_opened"]
-        assert opened["distinct_id"] == "user-1"
-        assert opened["properties"]["$groups"] == {"tenant": "t1"}
-        assert {k: opened["properties"][k] for k in ("tenant_id", "campaign_id", "email_id")} == {
-            "tenant_id": "t1",
-            "campaign_id": "c1",
-            "email_id": "e1",
-        }
-        assert "mailbox_id" not in opened["properties"], "unset optional ids are not sent"
-        assert events["email_clicked"]["properties"]["url"] == "https://x.example/p"
-        assert events["email_bounced"]["properties"]["bounce_type"] == "hard"
-        tracker.shutdown()
-    finally:
-        server.close()
+def test_typed_email_helpers_send_the_seed_shape(posthog_server, tmp_path: Path):
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    ids = dict(user_id="user-1", tenant_id="t1", email_id="e1", campaign_id="c1")
+    track_email_sent(tracker, **ids, mailbox_id="m1")
+    track_email_delivered(tracker, **ids)
+    track_email_opened(tracker, **ids)
+    track_email_clicked(tracker, **ids, url="https://x.example/p?u=jo@x.io")
+    track_email_bounced(tracker, **ids, bounce_type="hard")
+    track_email_replied(tracker, **ids)
+    assert tracker.flush() is True
+    events = {e["event"]: e for e in posthog_server.events().values()}
+    assert set(events) == {f"email_{n}" for n in SEED_NAMES}
+    opened = events["email_opened"]
+    assert opened["distinct_id"] == "user-1"
+    assert opened["properties"]["$groups"] == {"tenant": "t1"}
+    assert {k: opened["properties"][k] for k in ("tenant_id", "campaign_id", "email_id")} == {
+        "tenant_id": "t1",
+        "campaign_id": "c1",
+        "email_id": "e1",
+    }
+    assert "mailbox_id" not in opened["properties"], "unset optional ids are not sent"
+    assert events["email_clicked"]["properties"]["url"] == "https://x.example/p"
+    assert events["email_bounced"]["properties"]["bounce_type"] == "hard"
+    tracker.shutdown()
 
 
 SEED_NAMES = ("sent", "delivered", "opened", "clicked", "bounced", "replied")
@@ -193,15 +186,11 @@ def test_the_docs_list_every_registered_event_with_its_required_properties():
         assert [p.strip(" `") for p in required.split(",")] == list(spec.required), spec.name
 
 
-def test_identify_without_properties_queues_nothing(tmp_path):
+def test_identify_without_properties_queues_nothing(posthog_server, tmp_path):
     """PostHog ignores an empty $set: queued, it would wait in the outbox forever."""
-    server = FakePostHog()
-    try:
-        tracker = EventTracker(production(server, tmp_path))
-        assert tracker.identify("user-1") is None
-        assert tracker.identify("user-1", {}) is None
-        assert tracker.flush() is True
-        assert server.requests == [] and tracker.pending_in_outbox() == 0
-        tracker.shutdown()
-    finally:
-        server.close()
+    tracker = EventTracker(production(posthog_server, tmp_path))
+    assert tracker.identify("user-1") is None
+    assert tracker.identify("user-1", {}) is None
+    assert tracker.flush() is True
+    assert posthog_server.requests == [] and tracker.pending_in_outbox() == 0
+    tracker.shutdown()

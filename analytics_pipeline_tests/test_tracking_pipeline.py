@@ -20,14 +20,13 @@ from analytics_pipeline.partitions import TenantDay
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.telemetry import SYSTEM_ID
 from analytics_pipeline_tests.fake_posthog import FakePostHog
-from analytics_pipeline_tests.test_tracking_delivery import posthog_server  # noqa: F401 (fixture)
 
 CAMPAIGN = next(a for a in rollup_assets if a.key.path[-1] == "campaign_analytics")
 DAY = TenantDay("tenant-002", dt.date(2026, 3, 20))
 
 
 @pytest.fixture
-def tracking(posthog_server: FakePostHog, tmp_path, monkeypatch) -> EventTrackingResource:  # noqa: F811
+def tracking(posthog_server: FakePostHog, tmp_path, monkeypatch) -> EventTrackingResource:
     monkeypatch.setenv("POSTHOG_API_KEY", "phc_pipeline")
     monkeypatch.setenv("EVENT_REDACTION_SALT", "test-salt")
     return EventTrackingResource(
@@ -38,7 +37,7 @@ def tracking(posthog_server: FakePostHog, tmp_path, monkeypatch) -> EventTrackin
 
 
 def test_a_materialization_reports_latency_and_pools_before_its_step_ends(
-    posthog_server: FakePostHog,  # noqa: F811
+    posthog_server: FakePostHog,
     tracking,
     oltp,
     olap,
@@ -91,7 +90,7 @@ def test_a_materialization_reports_latency_and_pools_before_its_step_ends(
 
 
 def test_a_failed_run_becomes_infra_error_rate_with_its_tenant(
-    posthog_server: FakePostHog,  # noqa: F811
+    posthog_server: FakePostHog,
     tracking,
 ):
     @dg.op

@@ -26,6 +26,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from analytics_pipeline.errors import EventContractError
 from analytics_pipeline.tracking.config import TrackingConfig
@@ -70,14 +71,12 @@ class TrackerStats:
     errors: int = 0
 
 
-class Sink:
-    """What the tracker needs from a vendor adapter (PostHogSink is the real one)."""
+class Sink(Protocol):
+    """What the tracker needs from a vendor adapter (ProcessSink around PostHogSink)."""
 
-    def deliver(self, batch: list[Message], budget_seconds: float) -> Delivery:
-        raise NotImplementedError
+    def deliver(self, batch: list[Message], budget_seconds: float) -> Delivery: ...
 
-    def close(self, budget_seconds: float) -> None:
-        raise NotImplementedError
+    def close(self, budget_seconds: float) -> None: ...
 
 
 class EventTracker:
@@ -510,4 +509,4 @@ def _drop(queue: deque[Message], n: int) -> None:
 
 
 def _posthog_sink(config: TrackingConfig) -> Sink:
-    return ProcessSink(config)  # type: ignore[return-value]
+    return ProcessSink(config)
