@@ -91,27 +91,27 @@ class TenantDay:
         )
 
 
-def parse_partition_keys(keys: Iterable[str | dg.MultiPartitionKey]) -> list[TenantDay]:
-    """Turn Dagster multi-partition keys into sorted, de-duplicated `TenantDay`s.
+def parse_partition_key(key: str | dg.MultiPartitionKey) -> TenantDay:
+    """Turn one Dagster multi-partition key into a `TenantDay`, validating it again: a run may
+    be launched with a hand-typed key."""
+    dims = (
+        key.keys_by_dimension
+        if isinstance(key, dg.MultiPartitionKey)
+        else tenant_daily_partitions.get_partition_key_from_str(key).keys_by_dimension
+    )
+    tenant = validate_tenant_id(dims[TENANT_DIMENSION])
+    try:
+        day = dt.date.fromisoformat(dims[DATE_DIMENSION])
+    except ValueError:
+        raise InvalidPartitionKeyError(
+            f"partition key {str(key)!r} has date {dims[DATE_DIMENSION]!r}, not YYYY-MM-DD"
+        ) from None
+    return TenantDay(tenant, day)
 
-    Every key is validated again: a run may be launched with a hand-typed key.
-    """
-    out: set[TenantDay] = set()
-    for key in keys:
-        dims = (
-            key.keys_by_dimension
-            if isinstance(key, dg.MultiPartitionKey)
-            else tenant_daily_partitions.get_partition_key_from_str(key).keys_by_dimension
-        )
-        tenant = validate_tenant_id(dims[TENANT_DIMENSION])
-        try:
-            day = dt.date.fromisoformat(dims[DATE_DIMENSION])
-        except ValueError:
-            raise InvalidPartitionKeyError(
-                f"partition key {str(key)!r} has date {dims[DATE_DIMENSION]!r}, not YYYY-MM-DD"
-            ) from None
-        out.add(TenantDay(tenant, day))
-    return sorted(out)
+
+def parse_partition_keys(keys: Iterable[str | dg.MultiPartitionKey]) -> list[TenantDay]:
+    """Turn Dagster multi-partition keys into sorted, de-duplicated `TenantDay`s."""
+    return sorted({parse_partition_key(key) for key in keys})
 
 
 @dataclass(frozen=True)

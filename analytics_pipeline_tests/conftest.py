@@ -145,6 +145,17 @@ def olap(shared_url: str) -> Iterator[OlapDatabase]:
 
 
 @pytest.fixture
+def defs(monkeypatch: pytest.MonkeyPatch, shared_url: str, olap: OlapDatabase):
+    """The project's Definitions, reading OLTP (and OLAP) from the shared test database, with
+    its OLAP tables emptied (the `olap` fixture)."""
+    monkeypatch.setenv("OLTP_DATABASE_URL", shared_url)
+    monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
+    from analytics_pipeline.definitions import defs
+
+    return defs
+
+
+@pytest.fixture
 def fresh_url(databases: Databases) -> str:
     """A database of its own with the OLTP schema (no rows) and the OLAP schema."""
     url = databases.create("fresh")

@@ -12,23 +12,13 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
-from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
+from analytics_pipeline.partitions import TenantDay, add_tenants, parse_partition_key, range_tags
 from analytics_pipeline_tests.conftest import TEST_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = dg.AssetKey(["analytics", "campaign_analytics"])
-
-
-@pytest.fixture
-def defs(monkeypatch, shared_url, olap):
-    monkeypatch.setenv("OLTP_DATABASE_URL", shared_url)
-    monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
-    from analytics_pipeline.definitions import defs
-
-    return defs
 
 
 def _olap_partitions(url: str) -> set[tuple[str, dt.date]]:
@@ -39,6 +29,18 @@ def _olap_partitions(url: str) -> set[tuple[str, dt.date]]:
         ).all()
     engine.dispose()
     return {tuple(r) for r in rows}
+
+
+def _olap_rows_by_partition(url: str) -> dict[tuple[str, dt.date], int]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT tenant_id, date, count(*) FROM analytics.campaign_analytics GROUP BY 1, 2"
+            )
+        ).all()
+    engine.dispose()
+    return {(t, d): n for t, d, n in rows}
 
 
 def test_definitions_load_with_lineage_and_docs(defs):
@@ -109,10 +111,27 @@ def test_range_run_on_postgres_backed_instance(defs, shared_url, databases, tmp_
         assert _olap_partitions(shared_url) == expected
         done = instance.get_materialized_partitions(CAMPAIGN)
         assert set(done) == {str(TenantDay(t, d).partition_key()) for t, d in expected}
-        (mat, *_) = result.asset_materializations_for_node("analytics__campaign_analytics")
-        assert mat.metadata["covered"].value == (
+        # Each partition's materialization carries that partition's own figures, and only
+        # them (small); what concerns the whole run is recorded once, as an observation.
+        mats = result.asset_materializations_for_node("analytics__campaign_analytics")
+        rows = _olap_rows_by_partition(shared_url)
+        assert len(mats) == len(expected)
+        for mat in mats:
+            part = parse_partition_key(mat.partition)
+            assert mat.metadata["dagster/row_count"].value == rows[(part.tenant_id, part.day)]
+            assert mat.metadata["rows_written"].value == rows[(part.tenant_id, part.day)]
+            assert set(mat.metadata) == {"dagster/row_count", "rows_written", "rows_replaced"}
+            assert len(dg.serialize_value(mat.metadata)) <= 512
+        (summary,) = result.asset_observations_for_node("analytics__campaign_analytics")
+        assert summary.metadata["covered"].value == (
             "tenant-001 2026-03-20..2026-03-24; tenant-002 2026-03-20..2026-03-24"
         )
+        assert summary.metadata["run_rows_written"].value == sum(rows.values())
+        checks = {
+            c.check_name: c for c in result.get_asset_check_evaluations() if c.asset_key == CAMPAIGN
+        }
+        assert checks["reconciles_with_oltp"].metadata["rules"].value == "reconciles_with_oltp"
+        assert "reconciles_with_oltp" not in checks["invariants"].metadata["rules"].value
         # dagster.yaml manages the tracker's logger: its lines are in the run's event log.
         logs = [
             e.message

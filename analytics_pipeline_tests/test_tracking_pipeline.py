@@ -81,9 +81,9 @@ def test_a_materialization_reports_latency_and_pools_before_its_step_ends(
     assert all(p["checked_out"] == 0 and p["size"] >= 1 for p in pools.values())
     assert all(p["overflow"] == 0 for p in pools.values())
 
-    # The same run's materialization shows the rows it wrote as a preview table.
-    mat = result.asset_materializations_for_node(CAMPAIGN.node_def.name)[0]
-    preview = mat.metadata["preview"]
+    # The same run's summary (recorded once per run) shows the rows it wrote as a preview.
+    summary = result.asset_observations_for_node(CAMPAIGN.node_def.name)[0]
+    preview = summary.metadata["preview"]
     assert len(preview.records) == min(rows, 5)
     assert {r.data["tenant_id"] for r in preview.records} == {DAY.tenant_id}
     assert {r.data["date"] for r in preview.records} == {DAY.day.isoformat()}

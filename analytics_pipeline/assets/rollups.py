@@ -11,9 +11,10 @@ from analytics_pipeline import telemetry
 from analytics_pipeline.assets.preview import preview
 from analytics_pipeline.assets.sources import OWNER, column_schema, source_key
 from analytics_pipeline.errors import DataQualityError, RollupError
+from analytics_pipeline.instance.partition_metadata import add_partition_metadata
 from analytics_pipeline.partitions import (
     TenantDay,
-    parse_partition_keys,
+    parse_partition_key,
     tenant_daily_partitions,
     to_windows,
 )
@@ -22,6 +23,7 @@ from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.engine import (
     INVARIANTS_CHECK,
     RECONCILIATION_CHECK,
+    PartitionFigures,
     RefreshResult,
     refresh,
 )
@@ -106,7 +108,8 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         olap: OlapDatabase,
         tracking: EventTrackingResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        partitions = parse_partition_keys(context.partition_keys)
+        keys = {key: parse_partition_key(key) for key in context.partition_keys}
+        partitions = sorted(set(keys.values()))
         run_id = context.run.run_id
         started = time.monotonic()
         try:
@@ -144,23 +147,29 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
             f"({result.path}) in {result.seconds:.2f}s"
         )
         _telemetry(tracking, rollup, partitions, run_id, oltp, olap, result=result)
-        yield dg.MaterializeResult(
-            metadata={
-                **_metadata(result),
-                "covered": dg.MetadataValue.text(covered(partitions)),
-                "preview": preview(rollup, olap, partitions[0]),
-                "preview_partition": dg.MetadataValue.text(
-                    f"{partitions[0].tenant_id} {partitions[0].day.isoformat()}"
-                ),
-            }
+        # Each partition's materialization carries its own figures only (Dagster would copy a
+        # MaterializeResult's metadata onto every partition of the run); what concerns the run
+        # as a whole is recorded once, as an observation of the asset (docs/PERFORMANCE.md).
+        add_partition_metadata(
+            context,
+            rollup_key(rollup),
+            {key: partition_metadata(result.figures(p)) for key, p in keys.items()},
         )
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=rollup_key(rollup),
+                description=f"Run summary: {result.partitions} partition(s), {covered(partitions)}",
+                metadata=run_metadata(result, partitions, preview(rollup, olap, partitions[0])),
+            )
+        )
+        yield dg.MaterializeResult()
         for spec in specs:
             yield dg.AssetCheckResult(
                 check_name=spec.name,
                 passed=True,
                 metadata={
                     "partitions_checked": result.partitions,
-                    "rules": ", ".join(r for r in result.checks),
+                    "rules": ", ".join(check_rules(rollup, spec.name)),
                 },
             )
 
@@ -204,20 +213,36 @@ def _telemetry(
     tracking.flush()
 
 
-def _metadata(result: RefreshResult) -> dict[str, dg.MetadataValue]:
-    # Dagster copies a range run's metadata onto every partition it covers, so a row count is
-    # only the partition's own when the run holds one partition.
-    per_partition = (
-        {"dagster/row_count": dg.MetadataValue.int(result.rows_written)}
-        if result.partitions == 1
-        else {}
-    )
+def check_rules(rollup: Rollup, check_name: str) -> list[str]:
+    """The rules one asset check stands for (each check lists only its own)."""
+    if check_name == INVARIANTS_CHECK:
+        return [inv.name for inv in rollup.invariants]
+    return [RECONCILIATION_CHECK]
+
+
+def partition_metadata(figures: PartitionFigures) -> dict[str, dg.MetadataValue]:
+    """One partition's own figures: what its materialization shows (a few dozen bytes)."""
     return {
-        **per_partition,
+        "dagster/row_count": dg.MetadataValue.int(figures.rows),
+        "rows_written": dg.MetadataValue.int(figures.written),
+        "rows_replaced": dg.MetadataValue.int(figures.replaced),
+    }
+
+
+def run_metadata(
+    result: RefreshResult, partitions: Sequence[TenantDay], sample: dg.MetadataValue
+) -> dict[str, dg.MetadataValue]:
+    """The run's figures, recorded once per run (not on each partition)."""
+    return {
+        "partitions": dg.MetadataValue.int(result.partitions),
+        "covered": dg.MetadataValue.text(covered(partitions)),
         "run_rows_written": dg.MetadataValue.int(result.rows_written),
         "run_rows_replaced": dg.MetadataValue.int(result.rows_deleted),
-        "run_partitions": dg.MetadataValue.int(result.partitions),
         "windows": dg.MetadataValue.int(result.windows),
         "path": dg.MetadataValue.text(result.path),
         "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        "preview": sample,
+        "preview_partition": dg.MetadataValue.text(
+            f"{partitions[0].tenant_id} {partitions[0].day.isoformat()}"
+        ),
     }
