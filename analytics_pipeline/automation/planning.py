@@ -1,15 +1,24 @@
-"""Turning a set of affected partitions into a few range runs.
+"""Turning a set of affected partitions into a few range runs, with bounded waste.
 
 A Dagster run covers a rectangle: a range of tenants (in the order they were registered) times a
-range of days, for a selection of assets. Few tenants changed: one run per tenant, over the span
-of its changed days, for the assets it touched. Many tenants changed (a burst): one run over the
-bounding rectangle of all of them, which re-computes some unchanged partitions (idempotent, and
-set-based SQL makes them cheap) but keeps the number of runs, and Dagster's per-run cost, small.
+range of days, for a selection of assets. Refreshing costs per run (launch, resources, the
+step's set-up: `run_cost`, in partitions, ~2,000) and per partition. The planner covers the
+changed partitions with rectangles so that
+
+- **waste is bounded**: the unchanged partitions it refreshes never cost more than what the
+  plan spends on the changed ones, `area <= max_waste * changed + run_cost * runs` (max_waste
+  2): a burst with changes in every corner of the tenant x day matrix no longer becomes one run
+  over all of it;
+- **runs are few**: starting from exact stripes (per tenant, runs of consecutive days, stacked
+  across neighbouring tenants with the same days), neighbouring rectangles are merged, the
+  cheapest first, while a merge adds fewer partitions than the run it saves (or there are more
+  than `max_runs`), as far as the bound allows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -46,6 +55,99 @@ class PlannedRun:
         )
 
 
+# (first tenant position, last tenant position, first day, last day), inclusive; days as
+# ordinals (date.toordinal()), which keeps the arithmetic of a large burst cheap.
+_Rect = tuple[int, int, int, int]
+
+DEFAULT_MAX_WASTE = 2.0
+# What one more run costs, in partitions refreshed: a run's fixed cost (launch, resources,
+# the step's set-up) is ~1-3 s, and one more partition of a run ~0.5-1 ms (docs/SCALING.md).
+DEFAULT_RUN_COST = 2000
+
+
+def _area(r: _Rect) -> int:
+    return (r[1] - r[0] + 1) * (r[3] - r[2] + 1)
+
+
+def _bbox(a: _Rect, b: _Rect) -> _Rect:
+    return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+
+
+def _day_spans(days: list[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive days of `days` (sorted, distinct ordinals), as (first, last)."""
+    spans = [[days[0], days[0]]]
+    for day in days[1:]:
+        if day - spans[-1][1] == 1:
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    return [(a, b) for a, b in spans]
+
+
+def cover(
+    changed: dict[int, set[int]],
+    *,
+    max_runs: int,
+    run_cost: int = DEFAULT_RUN_COST,
+    max_waste: float = DEFAULT_MAX_WASTE,
+) -> list[_Rect]:
+    """Rectangles covering every (tenant position, day) in `changed`, within the waste bound:
+    area <= max_waste * changed + run_cost * runs (see the module docstring)."""
+    total = sum(len(days) for days in changed.values())
+    if not total:
+        return []
+    # 1. Per tenant, runs of consecutive days; 2. neighbouring tenants with the same days
+    #    stacked into one rectangle. Neither adds an unchanged partition.
+    stripes: dict[tuple[int, int], list[int]] = {}
+    for tenant in sorted(changed):
+        for span in _day_spans(sorted(changed[tenant])):
+            stripes.setdefault(span, []).append(tenant)
+    rects: list[_Rect] = []
+    for (first, last), tenants in stripes.items():
+        start = prev = tenants[0]
+        for t in tenants[1:]:
+            if t != prev + 1:
+                rects.append((start, prev, first, last))
+                start = t
+            prev = t
+        rects.append((start, prev, first, last))
+    # 3. Merge rectangles that are neighbours in (tenant, day) order, the pair adding the
+    #    fewest unchanged partitions first, while a merge saves more than it adds (or there are
+    #    more than max_runs) and the bound holds. A linked list with a lazily updated heap.
+    rects.sort()
+    area = sum(_area(r) for r in rects)
+    alive = dict(enumerate(rects))
+    nxt = {i: i + 1 for i in range(len(rects) - 1)}
+    prv = {i + 1: i for i in range(len(rects) - 1)}
+
+    def added(a: int, b: int) -> int:
+        return _area(_bbox(alive[a], alive[b])) - _area(alive[a]) - _area(alive[b])
+
+    heap = [(added(i, i + 1), i, i + 1) for i in range(len(rects) - 1)]
+    heapq.heapify(heap)
+    while heap:
+        cost, i, j = heapq.heappop(heap)
+        if i not in alive or j not in alive or nxt.get(i) != j or cost != added(i, j):
+            continue
+        if cost >= run_cost and len(alive) <= max_runs:
+            break  # the cheapest merge left costs more than the run it saves
+        if area + cost > max_waste * total + run_cost * (len(alive) - 1):
+            continue
+        area += cost
+        alive[i] = _bbox(alive[i], alive[j])
+        del alive[j]
+        prv.pop(j, None)
+        if j in nxt:
+            nxt[i] = nxt.pop(j)
+            prv[nxt[i]] = i
+        else:
+            nxt.pop(i, None)
+        for a, b in ((prv.get(i), i), (i, nxt.get(i))):
+            if a is not None and b is not None:
+                heapq.heappush(heap, (added(a, b), a, b))
+    return sorted(alive.values())
+
+
 def plan_runs(
     affected: dict[str, set[tuple[str, dt.date]]],
     tenant_order: list[str],
@@ -53,36 +155,37 @@ def plan_runs(
     first_day: dt.date,
     last_day: dt.date,
     max_runs: int,
+    run_cost: int = DEFAULT_RUN_COST,
+    max_waste: float = DEFAULT_MAX_WASTE,
 ) -> list[PlannedRun]:
-    """Few runs covering every affected partition that Dagster knows (registered, in range)."""
+    """Runs covering every affected partition that Dagster knows (registered, in range)."""
     position = {t: i for i, t in enumerate(tenant_order)}
-    by_tenant: dict[str, dict[str, list[dt.date]]] = {}
+    lo_day, hi_day = first_day.toordinal(), last_day.toordinal()
+    changed: dict[int, set[int]] = {}
+    assets_at: dict[int, dict[int, set[str]]] = {}  # tenant position -> day -> assets
     for name, parts in affected.items():
         for tenant, day in parts:
-            if tenant in position and first_day <= day <= last_day:
-                by_tenant.setdefault(tenant, {}).setdefault(name, []).append(day)
-    if not by_tenant:
-        return []
-    if len(by_tenant) <= max_runs:
-        runs = []
-        for tenant in sorted(by_tenant, key=position.__getitem__):
-            days = [d for ds in by_tenant[tenant].values() for d in ds]
-            runs.append(
-                PlannedRun(
-                    tuple(sorted(by_tenant[tenant])),
-                    TenantDay(tenant, min(days)),
-                    TenantDay(tenant, max(days)),
-                )
+            t, d = position.get(tenant), day.toordinal()
+            if t is not None and lo_day <= d <= hi_day:
+                changed.setdefault(t, set()).add(d)
+                assets_at.setdefault(t, {}).setdefault(d, set()).add(name)
+    runs = []
+    for lo, hi, first, last in cover(
+        changed, max_runs=max_runs, run_cost=run_cost, max_waste=max_waste
+    ):
+        assets: set[str] = set()
+        for t in range(lo, hi + 1):
+            for d, names in assets_at.get(t, {}).items():
+                if first <= d <= last:
+                    assets |= names
+        runs.append(
+            PlannedRun(
+                tuple(sorted(assets)),
+                TenantDay(tenant_order[lo], dt.date.fromordinal(first)),
+                TenantDay(tenant_order[hi], dt.date.fromordinal(last)),
             )
-        return runs
-    tenants = sorted(by_tenant, key=position.__getitem__)
-    days = [d for per in by_tenant.values() for ds in per.values() for d in ds]
-    assets = sorted({name for per in by_tenant.values() for name in per})
-    return [
-        PlannedRun(
-            tuple(assets), TenantDay(tenants[0], min(days)), TenantDay(tenants[-1], max(days))
         )
-    ]
+    return runs
 
 
 def tenant_blocks(tenant_order: list[str], size: int) -> list[tuple[str, str]]:
