@@ -10,7 +10,7 @@ set-based SQL makes them cheap) but keeps the number of runs, and Dagster's per-
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -53,13 +53,17 @@ def plan_runs(
     first_day: dt.date,
     last_day: dt.date,
     max_runs: int,
+    exclude: Collection[str] = (),
 ) -> list[PlannedRun]:
-    """Few runs covering every affected partition that Dagster knows (registered, in range)."""
+    """Few runs covering every affected partition that Dagster knows (registered, in range).
+
+    Tenants in `exclude` (offboarded) are never refreshed, nor inside a bounding rectangle.
+    """
     position = {t: i for i, t in enumerate(tenant_order)}
     by_tenant: dict[str, dict[str, list[dt.date]]] = {}
     for name, parts in affected.items():
         for tenant, day in parts:
-            if tenant in position and first_day <= day <= last_day:
+            if tenant in position and tenant not in exclude and first_day <= day <= last_day:
                 by_tenant.setdefault(tenant, {}).setdefault(name, []).append(day)
     if not by_tenant:
         return []
@@ -75,21 +79,42 @@ def plan_runs(
                 )
             )
         return runs
-    tenants = sorted(by_tenant, key=position.__getitem__)
     days = [d for per in by_tenant.values() for ds in per.values() for d in ds]
     assets = sorted({name for per in by_tenant.values() for name in per})
-    return [
-        PlannedRun(
-            tuple(assets), TenantDay(tenants[0], min(days)), TenantDay(tenants[-1], max(days))
-        )
-    ]
+    runs = []
+    # One bounding rectangle per stretch of the order free of excluded tenants.
+    for segment in active_segments(tenant_order, exclude):
+        changed = [t for t in segment if t in by_tenant]
+        if changed:
+            runs.append(
+                PlannedRun(
+                    tuple(assets),
+                    TenantDay(changed[0], min(days)),
+                    TenantDay(changed[-1], max(days)),
+                )
+            )
+    return runs
 
 
-def tenant_blocks(tenant_order: list[str], size: int) -> list[tuple[str, str]]:
-    """Consecutive blocks of registered tenants, as (first, last) pairs for range runs."""
+def active_segments(tenant_order: Sequence[str], exclude: Collection[str]) -> list[list[str]]:
+    """The registration order cut at every excluded tenant: the stretches a range run may span."""
+    segments: list[list[str]] = [[]]
+    for tenant in tenant_order:
+        if tenant in exclude:
+            segments.append([])
+        else:
+            segments[-1].append(tenant)
+    return [s for s in segments if s]
+
+
+def tenant_blocks(
+    tenant_order: list[str], size: int, exclude: Collection[str] = ()
+) -> list[tuple[str, str]]:
+    """Consecutive blocks of registered, not excluded tenants, as (first, last) pairs."""
     return [
-        (tenant_order[i], tenant_order[min(i + size, len(tenant_order)) - 1])
-        for i in range(0, len(tenant_order), size)
+        (segment[i], segment[min(i + size, len(segment)) - 1])
+        for segment in active_segments(tenant_order, exclude)
+        for i in range(0, len(segment), size)
     ]
 
 

@@ -28,6 +28,7 @@ from analytics_pipeline.automation.planning import run_tenant
 from analytics_pipeline.errors import TenantLifecycleError
 from analytics_pipeline.partitions import (
     DATE_DIMENSION,
+    OFFBOARDED_PARTITIONS_NAME,
     TENANT_DIMENSION,
     TENANTS_PARTITIONS_NAME,
     tenant_daily_partitions,
@@ -96,7 +97,6 @@ KNOWN_TEXT_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "snapshots": ("snapshot_id", "snapshot_type"),
 }
 
-OFFBOARDED_PARTITIONS_NAME = "offboarded_tenants"
 REMOVED_ROWS = "[rows of an erased tenant removed]"
 _KEY_DIMENSIONS = [d.name for d in tenant_daily_partitions.partitions_defs]
 _TENANT_PART = _KEY_DIMENSIONS.index(TENANT_DIMENSION) + 1  # split_part is 1-based
