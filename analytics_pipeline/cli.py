@@ -6,6 +6,7 @@ analytics-pipeline migrate    create or upgrade the OLAP `analytics` schema
 analytics-pipeline generate   load the synthetic dataset into OLTP (size knobs, seed)
 analytics-pipeline embedded   status / stop of the embedded PostgreSQL
 analytics-pipeline events     status / deliver of the event outbox (undelivered PostHog events)
+analytics-pipeline tenant     erase ID: forget an offboarded tenant everywhere the pipeline keeps it
 """
 
 from __future__ import annotations
@@ -216,6 +217,12 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0 if left == 0 else 1
 
 
+def cmd_tenant(args: argparse.Namespace) -> int:
+    from analytics_pipeline.governance.cli import erase_command
+
+    return erase_command(args.tenant_id, args.requested_by)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="analytics-pipeline",
@@ -260,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60, help="deliver: seconds to keep trying (default 60)"
     )
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("tenant", help="tenant lifecycle: erase an offboarded tenant")
+    p.add_argument("action", choices=["erase"])
+    p.add_argument("tenant_id", help="the tenant's id (its partition key)")
+    p.add_argument(
+        "--requested-by",
+        default=os.environ.get("USER", ""),
+        help="who asked for it, kept in analytics.erasures (default: $USER)",
+    )
+    p.set_defaults(func=cmd_tenant)
     return parser
 
 

@@ -14,6 +14,7 @@ from analytics_pipeline.automation.sensors import (
     run_failure_sensor,
     tenant_sensor,
 )
+from analytics_pipeline.governance.retention import enforce_retention, retention_schedule
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
@@ -44,8 +45,8 @@ def _resources() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=[*source_specs, *rollup_assets],
-    jobs=[refresh_analytics_job],
-    schedules=[daily_refresh, intraday_refresh],
+    jobs=[refresh_analytics_job, enforce_retention],
+    schedules=[daily_refresh, intraday_refresh, retention_schedule],
     sensors=[tenant_sensor, late_data_sensor, run_failure_sensor],
     resources=_resources(),
 )

@@ -53,6 +53,11 @@ class DataQualityError(RollupError):
         self.date = date
 
 
+class TenantLifecycleError(AnalyticsPipelineError):
+    """An erasure or retention step was refused (a run of the tenant is active, the tenant is
+    still active in OLTP, Dagster's schema is not the one the eraser knows) or could not finish."""
+
+
 class EmbeddedPostgresError(AnalyticsPipelineError):
     """The embedded PostgreSQL server could not be started, attached to or stopped."""
 

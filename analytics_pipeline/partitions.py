@@ -67,6 +67,10 @@ def split_tenant_ids(tenant_ids: Iterable[str]) -> tuple[list[str], dict[str, st
 
 
 tenant_partitions = dg.DynamicPartitionsDefinition(name=TENANTS_PARTITIONS_NAME)
+# Registered tenants that OLTP marks offboarded: kept readable, never refreshed. Kept by the
+# tenant sensor in the instance (no asset uses it), so schedules need no OLTP query to know.
+OFFBOARDED_PARTITIONS_NAME = "offboarded_tenants"
+offboarded_tenants = dg.DynamicPartitionsDefinition(name=OFFBOARDED_PARTITIONS_NAME)
 
 # end_offset=1 makes today's partition exist, so the current day can be refreshed during the day.
 daily_partitions = dg.DailyPartitionsDefinition(

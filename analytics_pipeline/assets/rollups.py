@@ -99,6 +99,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
             "dagster/table_name": f"olap.{SCHEMA}.{rollup.name}",
             "dagster/column_schema": column_schema(rollup.table),
             "write_mode": rollup.write_mode,
+            "retention": rollup.retention.describe(),  # type: ignore[union-attr]
         },
         tags={"layer": "olap"},
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -157,8 +157,13 @@ def plan_runs(
     max_runs: int,
     run_cost: int = DEFAULT_RUN_COST,
     max_waste: float = DEFAULT_MAX_WASTE,
+    exclude: Collection[str] = (),
 ) -> list[PlannedRun]:
-    """Runs covering every affected partition that Dagster knows (registered, in range)."""
+    """Runs covering every affected partition that Dagster knows (registered, in range).
+
+    Tenants in `exclude` (offboarded) are never refreshed, nor inside a rectangle: each stretch
+    of the order between them is planned on its own.
+    """
     position = {t: i for i, t in enumerate(tenant_order)}
     lo_day, hi_day = first_day.toordinal(), last_day.toordinal()
     changed: dict[int, set[int]] = {}
@@ -166,33 +171,49 @@ def plan_runs(
     for name, parts in affected.items():
         for tenant, day in parts:
             t, d = position.get(tenant), day.toordinal()
-            if t is not None and lo_day <= d <= hi_day:
+            if t is not None and tenant not in exclude and lo_day <= d <= hi_day:
                 changed.setdefault(t, set()).add(d)
                 assets_at.setdefault(t, {}).setdefault(d, set()).add(name)
     runs = []
-    for lo, hi, first, last in cover(
-        changed, max_runs=max_runs, run_cost=run_cost, max_waste=max_waste
-    ):
-        assets: set[str] = set()
-        for t in range(lo, hi + 1):
-            for d, names in assets_at.get(t, {}).items():
-                if first <= d <= last:
-                    assets |= names
-        runs.append(
-            PlannedRun(
-                tuple(sorted(assets)),
-                TenantDay(tenant_order[lo], dt.date.fromordinal(first)),
-                TenantDay(tenant_order[hi], dt.date.fromordinal(last)),
+    for segment in active_segments(tenant_order, exclude):
+        inside = {t: changed[t] for t in (position[x] for x in segment) if t in changed}
+        for lo, hi, first, last in cover(
+            inside, max_runs=max_runs, run_cost=run_cost, max_waste=max_waste
+        ):
+            assets: set[str] = set()
+            for t in range(lo, hi + 1):
+                for d, names in assets_at.get(t, {}).items():
+                    if first <= d <= last:
+                        assets |= names
+            runs.append(
+                PlannedRun(
+                    tuple(sorted(assets)),
+                    TenantDay(tenant_order[lo], dt.date.fromordinal(first)),
+                    TenantDay(tenant_order[hi], dt.date.fromordinal(last)),
+                )
             )
-        )
     return runs
 
 
-def tenant_blocks(tenant_order: list[str], size: int) -> list[tuple[str, str]]:
-    """Consecutive blocks of registered tenants, as (first, last) pairs for range runs."""
+def active_segments(tenant_order: Sequence[str], exclude: Collection[str]) -> list[list[str]]:
+    """The registration order cut at every excluded tenant: the stretches a range run may span."""
+    segments: list[list[str]] = [[]]
+    for tenant in tenant_order:
+        if tenant in exclude:
+            segments.append([])
+        else:
+            segments[-1].append(tenant)
+    return [s for s in segments if s]
+
+
+def tenant_blocks(
+    tenant_order: list[str], size: int, exclude: Collection[str] = ()
+) -> list[tuple[str, str]]:
+    """Consecutive blocks of registered, not excluded tenants, as (first, last) pairs."""
     return [
-        (tenant_order[i], tenant_order[min(i + size, len(tenant_order)) - 1])
-        for i in range(0, len(tenant_order), size)
+        (segment[i], segment[min(i + size, len(segment)) - 1])
+        for segment in active_segments(tenant_order, exclude)
+        for i in range(0, len(segment), size)
     ]
 
 

@@ -1,7 +1,8 @@
 """Schedules: yesterday's final figures after UTC midnight, and today's every half hour.
 
 Each tick makes one range run per block of ANALYTICS_TENANTS_PER_RUN registered tenants (in the
-order they were registered), for all seven tables: 500 tenants are 2 runs, not 500.
+order they were registered), for all seven tables: 500 tenants are 2 runs, not 500. Offboarded
+tenants (kept by the tenant sensor) are left out: their partitions stay as they are.
 """
 
 import datetime as dt
@@ -11,18 +12,23 @@ import dagster as dg
 
 from analytics_pipeline.automation.planning import PlannedRun, tenant_blocks
 from analytics_pipeline.automation.sensors import ALL_ROLLUPS, ROLLUP_SELECTION
-from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay
+from analytics_pipeline.partitions import (
+    OFFBOARDED_PARTITIONS_NAME,
+    TENANTS_PARTITIONS_NAME,
+    TenantDay,
+)
 
 TENANTS_PER_RUN = int(os.environ.get("ANALYTICS_TENANTS_PER_RUN", "250"))
 
 
 def day_runs(instance: dg.DagsterInstance, day: dt.date, reason: str) -> list[dg.RunRequest]:
     tenants = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
+    offboarded = set(instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME))
     return [
         PlannedRun(ALL_ROLLUPS, TenantDay(first, day), TenantDay(last, day)).request(
             reason, run_key=f"{reason}-{day}-{i}"
         )
-        for i, (first, last) in enumerate(tenant_blocks(tenants, TENANTS_PER_RUN))
+        for i, (first, last) in enumerate(tenant_blocks(tenants, TENANTS_PER_RUN, offboarded))
     ]
 
 

@@ -11,9 +11,11 @@ from analytics_pipeline import telemetry
 from analytics_pipeline.automation.changes import affected_since, database_now, feeds
 from analytics_pipeline.automation.planning import PlannedRun, plan_runs, run_tenant
 from analytics_pipeline.partitions import (
+    OFFBOARDED_PARTITIONS_NAME,
     TENANTS_PARTITIONS_NAME,
     TenantDay,
     daily_partitions,
+    offboarded_tenants,
     split_tenant_ids,
     tenant_partitions,
 )
@@ -44,20 +46,23 @@ def _first_day() -> dt.date:
         "Registers OLTP tenants as partitions (at most ANALYTICS_NEW_TENANTS_PER_TICK a tick, "
         "oldest first) and requests each new tenant's initial build, from the day it was "
         "created to today. Ids that cannot be partition keys are reported once and skipped. "
-        "Offboarded tenants are never added; once added, a tenant stays (history is kept)."
+        "Offboarded tenants are never added; a registered tenant that becomes offboarded is "
+        "reported once and no longer refreshed (its partitions stay readable), until it is "
+        "reactivated or erased (analytics-pipeline tenant erase)."
     ),
 )
 def tenant_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg.SensorResult:
     reported = set(json.loads(context.cursor or "{}").get("reported_invalid", []))
     with oltp.read_snapshot() as conn:
         rows = conn.execute(
-            sa.select(tenants.c.id, tenants.c.created_at)
-            .where(tenants.c.status != "offboarded")
-            .order_by(tenants.c.created_at, tenants.c.id)
+            sa.select(tenants.c.id, tenants.c.created_at, tenants.c.status).order_by(
+                tenants.c.created_at, tenants.c.id
+            )
         ).all()
         today = database_now(conn).astimezone(dt.UTC).date()
     registered = set(context.instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME))
-    created = {tenant_id: created_at for tenant_id, created_at in rows}
+    offboarded = {t for t, _, status in rows if status == "offboarded"}
+    created = {t: created_at for t, created_at, status in rows if status != "offboarded"}
     valid, invalid = split_tenant_ids(t for t in created if t not in registered)
     for tenant_id, why in invalid.items():
         if tenant_id not in reported:
@@ -73,13 +78,39 @@ def tenant_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg
     ]
     if len(new) > len(batch):
         context.log.info(f"{len(new) - len(batch)} more new tenant(s) wait for the next ticks")
+    requests = [tenant_partitions.build_add_request([t for t, _ in batch])] if batch else []
+    requests += offboarding_requests(context, registered, offboarded)
     return dg.SensorResult(
         run_requests=runs,
-        dynamic_partitions_requests=(
-            [tenant_partitions.build_add_request([t for t, _ in batch])] if batch else []
-        ),
+        dynamic_partitions_requests=requests,
         cursor=json.dumps({"reported_invalid": sorted(reported)}),
     )
+
+
+def offboarding_requests(
+    context: dg.SensorEvaluationContext, registered: set[str], offboarded: set[str]
+) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
+    """Keep the instance's set of offboarded tenants in step with OLTP; log each change once.
+
+    The set itself is the memory: a tenant is reported when it enters or leaves it.
+    """
+    known = set(context.instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME))
+    gone = sorted((offboarded & registered) - known)
+    back = sorted(known - offboarded)
+    for t in gone:
+        context.log.warning(
+            f"tenant {t!r} is offboarded in OLTP: its partitions stay readable and are no "
+            "longer refreshed by any schedule or sensor. To forget it: analytics-pipeline "
+            f"tenant erase {t}"
+        )
+    for t in back:
+        context.log.info(f"tenant {t!r} is no longer offboarded: refreshes resume")
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+    if gone:
+        requests.append(offboarded_tenants.build_add_request(gone))
+    if back:
+        requests.append(offboarded_tenants.build_delete_request(back))
+    return requests
 
 
 @dg.sensor(
@@ -119,6 +150,7 @@ def late_data_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) ->
         first_day=_first_day(),
         last_day=upto.astimezone(dt.UTC).date(),
         max_runs=LATE_DATA_MAX_RUNS,
+        exclude=set(context.instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME)),
     )
     changed = sum(len(p) for p in affected.values())
     context.log.info(f"{changed} changed (table, tenant, date) partition(s) -> {len(runs)} run(s)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +52,46 @@ class ChangeTracking:
     changed_at: str = "updated_at"
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long a table keeps its partitions: `months` calendar months back from today.
+
+    A partition whose UTC date is before `cutoff(today)` has expired; the retention job
+    (governance/retention.py) deletes it. `reason` says why the period was chosen, for the UI
+    and the data dictionary.
+    """
+
+    months: int
+    reason: str
+
+    def cutoff(self, today: dt.date) -> dt.date:
+        """The first date kept: the same day `months` months ago (clamped to the month's end)."""
+        month = today.year * 12 + today.month - 1 - self.months
+        year, month = divmod(month, 12)
+        last_day = calendar.monthrange(year, month + 1)[1]
+        return dt.date(year, month + 1, min(today.day, last_day))
+
+    def describe(self) -> str:
+        years, months = divmod(self.months, 12)
+        span = f"{years} years" if years and not months else f"{self.months} months"
+        return f"{span}: {self.reason}"
+
+
+# The periods the tables use (docs/DATA_DICTIONARY.md, docs/OPERATIONS.md "Tenant lifecycle").
+PRODUCT_ANALYTICS = Retention(
+    25, "two full years of year-over-year comparison, plus the current month"
+)
+DELIVERABILITY_OPERATIONS = Retention(
+    13, "warmup is tuned over weeks; a year plus a month covers seasonal comparison"
+)
+FINANCIAL_RECORDS = Retention(84, "accounting and tax records are kept 7 years")
+COMPLIANCE_RECORDS = Retention(
+    84,
+    "compliance record of admin actions: 7 years, like the financial records they may "
+    "explain; pseudonymised, not deleted, when a tenant is erased",
+)
+
+
 REPLACE = "replace"
 APPEND_ONLY = "append_only"
 
@@ -63,6 +105,8 @@ class Rollup:
 
     `write_mode` REPLACE deletes the run's partitions and writes them anew; APPEND_ONLY (for the
     audit log) only inserts rows whose grain is not there yet, and never deletes or updates.
+
+    `retention` (required) is how long partitions are kept; see `Retention`.
 
     `reconciliation` counts, independently of `select`, the source rows each partition of the
     windows summarises. After writing, the sum of `reconciled_column`
@@ -80,6 +124,7 @@ class Rollup:
     reconciled_column: str | None = None
     write_mode: str = REPLACE
     tracks: tuple[ChangeTracking, ...] = ()
+    retention: Retention | None = None
 
     @property
     def name(self) -> str:
@@ -98,6 +143,8 @@ class Rollup:
                 f"rollup {self.name}: SELECT yields columns {produced}, the table expects "
                 f"{expected} (same names, same order)"
             )
+        if self.retention is None:
+            raise TypeError(f"rollup {self.name}: declare its retention (Retention(months=...))")
         if self.write_mode not in (REPLACE, APPEND_ONLY):
             raise TypeError(f"rollup {self.name}: unknown write_mode {self.write_mode!r}")
         if self.reconciled_column is not None and self.reconciled_column not in expected:

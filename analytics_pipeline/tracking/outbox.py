@@ -8,6 +8,7 @@ log: a healthy process never writes to it.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -163,6 +164,24 @@ class Outbox:
         """When the earliest row becomes due (epoch seconds), or None if the outbox is empty."""
         with self._lock:
             return self._conn.execute("SELECT min(next_attempt_at) FROM undelivered").fetchone()[0]
+
+    def forget(self, pattern: str) -> int:
+        """Delete every stored event (undelivered or rejected) whose payload matches `pattern`.
+
+        For erasing a tenant: its events must not be delivered, or kept, after it is gone.
+        """
+        regex = re.compile(pattern)
+        removed = 0
+        with self._lock, self._conn:
+            for select, delete in (
+                ("SELECT uuid, payload FROM undelivered", "DELETE FROM undelivered WHERE uuid = ?"),
+                ("SELECT uuid, payload FROM rejected", "DELETE FROM rejected WHERE uuid = ?"),
+            ):
+                rows = self._conn.execute(select).fetchall()
+                doomed = [(u,) for u, payload in rows if regex.search(payload)]
+                self._conn.executemany(delete, doomed)
+                removed += len(doomed)
+        return removed
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from analytics_pipeline.errors import SchemaError
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.warehouse.erasures import create_erasures, erasures
 from analytics_pipeline.warehouse.metadata import SCHEMA
 
 
@@ -31,12 +32,14 @@ class Migration:
 
 
 # Append-only. Each step alters tables that existed before it; see docs/OPERATIONS.md.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "add analytics.erasures (tenant erasure records)", create_erasures),
+)
 
 
 def olap_tables() -> list[sa.Table]:
-    """Every OLAP table the pipeline owns (all registered rollups)."""
-    return [r.table for r in REGISTRY]
+    """Every OLAP table the pipeline owns (all registered rollups, and the erasure records)."""
+    return [*(r.table for r in REGISTRY), erasures]
 
 
 _LOCK_KEY = 0x616E616C  # arbitrary, fixed: "anal" in ASCII

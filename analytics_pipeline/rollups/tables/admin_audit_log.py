@@ -7,6 +7,7 @@ from sqlalchemy.dialects.postgresql import INET, JSONB
 
 from analytics_pipeline.rollups.spec import (
     APPEND_ONLY,
+    COMPLIANCE_RECORDS,
     ChangeTracking,
     Invariant,
     Reconciliation,
@@ -86,4 +87,5 @@ ADMIN_AUDIT_LOG = Rollup(
     reconciliation=Reconciliation(admin_actions, "occurred_at", indexed=True),
     reconciled_column=None,  # rows, not a sum: every source action of the partition is present
     tracks=(ChangeTracking(admin_actions, day_of=("occurred_at",), changed_at="recorded_at"),),
+    retention=COMPLIANCE_RECORDS,
 )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipeline.rollups.spec import ChangeTracking, Invariant, Reconciliation, Rollup
+from analytics_pipeline.rollups.spec import (
+    FINANCIAL_RECORDS,
+    ChangeTracking,
+    Invariant,
+    Reconciliation,
+    Rollup,
+)
 from analytics_pipeline.rollups.sql import Windows, utc_day
 from analytics_pipeline.sources.tables import invoices, subscriptions
 from analytics_pipeline.warehouse.metadata import count_column, key_column, money_column, olap_table
@@ -140,4 +146,5 @@ BILLING_ANALYTICS = Rollup(
         # A subscription's MRR counts on every day it is active: a change touches them all.
         ChangeTracking(subscriptions, span=("started_at", "canceled_at")),
     ),
+    retention=FINANCIAL_RECORDS,
 )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipeline.rollups.spec import ChangeTracking, Invariant, Reconciliation, Rollup
+from analytics_pipeline.rollups.spec import (
+    PRODUCT_ANALYTICS,
+    ChangeTracking,
+    Invariant,
+    Reconciliation,
+    Rollup,
+)
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.sources.tables import emails
 from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table
@@ -99,4 +105,5 @@ CAMPAIGN_ANALYTICS = Rollup(
     reconciliation=EMAILS_SENT,
     reconciled_column="sent",
     tracks=(EMAILS_BY_SENT_DAY,),
+    retention=PRODUCT_ANALYTICS,
 )

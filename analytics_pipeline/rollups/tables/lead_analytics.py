@@ -6,7 +6,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from analytics_pipeline.rollups.spec import ChangeTracking, Invariant, Reconciliation, Rollup
+from analytics_pipeline.rollups.spec import (
+    PRODUCT_ANALYTICS,
+    ChangeTracking,
+    Invariant,
+    Reconciliation,
+    Rollup,
+)
 from analytics_pipeline.rollups.sql import Windows, count_where, utc_day
 from analytics_pipeline.sources.tables import leads
 from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table
@@ -85,4 +91,5 @@ LEAD_ANALYTICS = Rollup(
     reconciliation=Reconciliation(leads, "created_at"),
     reconciled_column="leads_created",
     tracks=(ChangeTracking(leads, day_of=tuple(ts.name for _, ts, _ in MILESTONES)),),
+    retention=PRODUCT_ANALYTICS,
 )

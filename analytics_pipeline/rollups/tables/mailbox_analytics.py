@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipeline.rollups.spec import Invariant, Rollup
+from analytics_pipeline.rollups.spec import PRODUCT_ANALYTICS, Invariant, Rollup
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.rollups.tables.campaign_analytics import EMAILS_BY_SENT_DAY, EMAILS_SENT
 from analytics_pipeline.sources.tables import emails, mailboxes
@@ -116,4 +116,5 @@ MAILBOX_ANALYTICS = Rollup(
     reconciliation=EMAILS_SENT,
     reconciled_column="sent",
     tracks=(EMAILS_BY_SENT_DAY,),
+    retention=PRODUCT_ANALYTICS,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipeline.rollups.spec import Rollup
+from analytics_pipeline.rollups.spec import PRODUCT_ANALYTICS, Rollup
 from analytics_pipeline.rollups.sql import Windows, utc_day
 from analytics_pipeline.rollups.tables.campaign_analytics import (
     EMAIL_OUTCOME_INVARIANTS,
@@ -78,4 +78,5 @@ SEQUENCE_STEP_ANALYTICS = Rollup(
     reconciliation=EMAILS_SENT,
     reconciled_column="sent",
     tracks=(EMAILS_BY_SENT_DAY,),
+    retention=PRODUCT_ANALYTICS,
 )

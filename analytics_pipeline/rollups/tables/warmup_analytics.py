@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from analytics_pipeline.rollups.spec import ChangeTracking, Invariant, Reconciliation, Rollup
+from analytics_pipeline.rollups.spec import (
+    DELIVERABILITY_OPERATIONS,
+    ChangeTracking,
+    Invariant,
+    Reconciliation,
+    Rollup,
+)
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.sources.tables import warmup_emails
 from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table, ratio_column
@@ -100,4 +106,5 @@ WARMUP_ANALYTICS = Rollup(
     reconciliation=Reconciliation(warmup_emails, "sent_at", indexed=True),
     reconciled_column="warmup_sent",
     tracks=(ChangeTracking(warmup_emails, day_of=("sent_at",)),),
+    retention=DELIVERABILITY_OPERATIONS,
 )

@@ -1,0 +1,4 @@
+"""Data governance: tenant erasure, retention, pseudonyms.
+
+See docs/OPERATIONS.md, "Tenant lifecycle".
+"""
