@@ -152,6 +152,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             tenants=[t for t in (args.tenants or "").split(",") if t] or None,
             groups=args.group or (),
             tables=args.table or (),
+            **(
+                {"max_partitions": args.max_partitions_per_run}
+                if args.max_partitions_per_run is not None
+                else {}
+            ),
         )
         runs = run_backfill(instance, defs.resolve_job_def("refresh_analytics"), plans)
     return 0 if all(r.success for r in runs) else 1
@@ -249,12 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_dev)
 
-    p = sub.add_parser("backfill", help="rebuild a tenant x date range: one run per asset group")
+    p = sub.add_parser("backfill", help="rebuild a tenant x date range: a few runs per asset group")
     p.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first day")
     p.add_argument("--end", type=dt.date.fromisoformat, required=True, help="last day")
     p.add_argument("--tenants", help="comma-separated tenant ids (default: all registered)")
     p.add_argument("--group", action="append", help="asset group (repeatable; default: all)")
     p.add_argument("--table", action="append", help="OLAP table (repeatable; default: all)")
+    p.add_argument(
+        "--max-partitions-per-run",
+        type=int,
+        default=None,
+        help="cut longer ranges into runs of at most this many partitions (default 50,000: "
+        "automation/backfill.py)",
+    )
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("embedded", help="the embedded PostgreSQL server")

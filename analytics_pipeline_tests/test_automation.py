@@ -270,6 +270,30 @@ def test_backfill_plans_one_run_per_group_per_contiguous_block(clean_instance):
     assert len(everything) == 5  # five asset groups, all tenants in one block each
 
 
+def test_a_long_backfill_is_cut_into_runs_of_bounded_size(clean_instance):
+    """A rebuild over many days becomes runs of at most max_partitions partitions, covering
+    every day exactly once, so memory stays bounded and progress shows run by run."""
+    from analytics_pipeline.automation.backfill import plan_backfill
+
+    add_tenants(clean_instance, ["a", "b", "c"])
+    plans = plan_backfill(
+        clean_instance,
+        first_day=dt.date(2026, 1, 1),
+        last_day=dt.date(2026, 1, 31),
+        tenants=None,
+        tables=["campaign_analytics"],
+        max_partitions=30,  # 3 tenants x 10 days
+    )
+    spans = [(r.first.day, r.last.day) for _, r in plans]
+    assert spans == [
+        (dt.date(2026, 1, 1), dt.date(2026, 1, 10)),
+        (dt.date(2026, 1, 11), dt.date(2026, 1, 20)),
+        (dt.date(2026, 1, 21), dt.date(2026, 1, 30)),
+        (dt.date(2026, 1, 31), dt.date(2026, 1, 31)),
+    ]
+    assert {(r.first.tenant_id, r.last.tenant_id) for _, r in plans} == {("a", "c")}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -278,6 +302,7 @@ def test_backfill_plans_one_run_per_group_per_contiguous_block(clean_instance):
         ({"tables": ["emails"]}, "unknown table 'emails'"),
         ({"first_day": dt.date(2026, 3, 9)}, "--start 2026-03-09 is after --end 2026-03-05"),
         ({"first_day": dt.date(2001, 1, 1)}, "before the first partition"),
+        ({"max_partitions": 0}, "--max-partitions-per-run 0 must be at least 1"),
     ],
 )
 def test_backfill_refuses_bad_input_before_doing_anything(clean_instance, kwargs, message):

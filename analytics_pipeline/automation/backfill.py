@@ -2,8 +2,11 @@
 
 A run covers a rectangle of (tenants in registration order) x (days). The chosen tenants are cut
 into the fewest blocks that are contiguous in that order (all tenants: one block), and each block
-becomes one run per asset group, executed here, in this process, and recorded in the Dagster
-instance like any other run.
+becomes runs per asset group, executed here, in this process, and recorded in the Dagster
+instance like any other run. A block's days are cut into chunks so that no run covers more than
+`max_partitions` partitions (default 50,000: 500 tenants x 100 days): a run's memory stays
+bounded (Dagster holds its planned events and partition keys at once), and a rebuild shows its
+progress in the UI run by run instead of at the very end.
 """
 
 from __future__ import annotations
@@ -65,6 +68,22 @@ def contiguous_blocks(chosen: Sequence[str], order: Sequence[str]) -> list[tuple
     return [(b[0], b[-1]) for b in blocks]
 
 
+MAX_PARTITIONS_PER_RUN = 50_000
+
+
+def day_chunks(
+    first_day: dt.date, last_day: dt.date, days_per_run: int
+) -> list[tuple[dt.date, dt.date]]:
+    """[first_day, last_day] cut into consecutive (first, last) chunks of at most days_per_run."""
+    chunks = []
+    start = first_day
+    while start <= last_day:
+        end = min(last_day, start + dt.timedelta(days=days_per_run - 1))
+        chunks.append((start, end))
+        start = end + dt.timedelta(days=1)
+    return chunks
+
+
 def plan_backfill(
     instance: dg.DagsterInstance,
     *,
@@ -73,8 +92,14 @@ def plan_backfill(
     tenants: Sequence[str] | None,
     groups: Sequence[str] = (),
     tables: Sequence[str] = (),
+    max_partitions: int = MAX_PARTITIONS_PER_RUN,
 ) -> list[tuple[str, PlannedRun]]:
     start = daily_partitions.start.date()
+    if max_partitions < 1:
+        raise ConfigurationError(
+            f"--max-partitions-per-run {max_partitions} must be at least 1 (default "
+            f"{MAX_PARTITIONS_PER_RUN:,})"
+        )
     if first_day > last_day:
         raise ConfigurationError(f"--start {first_day} is after --end {last_day}")
     if first_day < start:
@@ -92,18 +117,23 @@ def plan_backfill(
         )
     blocks = contiguous_blocks(tenants or order, order)
     plans = []
+    position = {t: i for i, t in enumerate(order)}
     for group, rollups in select_rollups(groups, tables).items():
         for first, last in blocks:
-            plans.append(
-                (
-                    group,
-                    PlannedRun(
-                        tuple(r.name for r in rollups),
-                        TenantDay(first, first_day),
-                        TenantDay(last, last_day),
-                    ),
+            width = position[last] - position[first] + 1
+            for start_day, end_day in day_chunks(
+                first_day, last_day, max(1, max_partitions // width)
+            ):
+                plans.append(
+                    (
+                        group,
+                        PlannedRun(
+                            tuple(r.name for r in rollups),
+                            TenantDay(first, start_day),
+                            TenantDay(last, end_day),
+                        ),
+                    )
                 )
-            )
     return plans
 
 
