@@ -125,13 +125,15 @@ class CeleryWorkers:
 
 
 def launch_run(
-    env: dict[str, str], tags: dict[str, str], log: Path
+    env: dict[str, str], tags: dict[str, str], log: Path, steps: tuple[str, ...] = ()
 ) -> tuple[str, subprocess.Popen]:
-    """`dagster job execute` of refresh_analytics: the run's orchestrator, as a process.
+    """`dagster job execute` of refresh_analytics (only `steps`, if given): the run's
+    orchestrator, as a process.
 
     Returns the value of the run's RUN_TAG (to find the run in the instance) and the process.
     """
     marker = uuid.uuid4().hex
+    selection = ["-o", ",".join(steps)] if steps else []
     proc = subprocess.Popen(
         [
             str(BIN / "dagster"),
@@ -143,6 +145,7 @@ def launch_run(
             "refresh_analytics",
             "--tags",
             json.dumps({**tags, RUN_TAG: marker}),
+            *selection,
         ],
         cwd=ROOT,
         env=env,

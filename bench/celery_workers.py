@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -46,7 +47,13 @@ def timed_run(workers: CeleryWorkers, instance: dg.DagsterInstance, tags: dict, 
     return seconds
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # Unwind (and so stop the workers in `finally`) when `timeout` or a supervisor ends us.
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--days", type=int, default=60)
@@ -94,10 +101,10 @@ def main() -> int:
                 workers = CeleryWorkers(env, home, count=count)
                 try:
                     workers.start()
-                    times = [
-                        timed_run(workers, instance, tags, home / f"run-{count}-{i}.log")
-                        for i in range(args.repeat)
-                    ]
+                    times = []
+                    for i in range(args.repeat):
+                        times.append(timed_run(workers, instance, tags, home / f"r{count}-{i}.log"))
+                        print(f"    {count} worker(s), run {i + 1}: {times[-1]:.1f}s")
                 finally:
                     workers.stop()
                 medians[count] = statistics.median(times)
