@@ -80,11 +80,7 @@ def deployment(databases, tmp_path_factory):
     url = databases.create("celery")
     make_oltp(url)
     make_olap(url)
-    dagster_url = (
-        sa.make_url(databases.create("celery_dagster"))
-        .set(drivername="postgresql+psycopg2")
-        .render_as_string(hide_password=False)
-    )
+    dagster_url = databases.create_for_dagster("celery_dagster")
     env = {
         **{k: v for k, v in os.environ.items() if k != "OLAP_DATABASE_URL"},
         "OLTP_DATABASE_URL": url,

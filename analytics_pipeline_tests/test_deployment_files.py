@@ -20,7 +20,6 @@ from pathlib import Path
 import dagster as dg
 import jsonschema
 import pytest
-import sqlalchemy as sa
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,8 +162,7 @@ def test_the_workspace_points_at_the_code_server(compose):
 
 def test_the_deployments_dagster_yaml_is_a_valid_instance(databases, tmp_path, monkeypatch):
     """Loaded by Dagster itself on a real PostgreSQL; same limits as the project's own."""
-    url = sa.make_url(databases.create("deploy_instance")).set(drivername="postgresql+psycopg2")
-    monkeypatch.setenv("DAGSTER_PG_URL", url.render_as_string(hide_password=False))
+    monkeypatch.setenv("DAGSTER_PG_URL", databases.create_for_dagster("deploy_instance"))
     (tmp_path / "dagster.yaml").write_text((DEPLOY / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"

@@ -71,11 +71,7 @@ def topology(databases, tmp_path):
     url = databases.create("topology")
     make_oltp(url)
     make_olap(url)
-    dagster_url = (
-        sa.make_url(databases.create("topology_dagster"))
-        .set(drivername="postgresql+psycopg2")
-        .render_as_string(hide_password=False)
-    )
+    dagster_url = databases.create_for_dagster("topology_dagster")
     (tmp_path / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
     env = {
         **{
