@@ -14,6 +14,7 @@ from analytics_pipeline.automation.sensors import (
     run_failure_sensor,
     tenant_sensor,
 )
+from analytics_pipeline.deployment.executor import resolve_executor
 from analytics_pipeline.governance.retention import enforce_retention, retention_schedule
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
@@ -49,4 +50,6 @@ defs = dg.Definitions(
     schedules=[daily_refresh, intraday_refresh, retention_schedule],
     sensors=[tenant_sensor, late_data_sensor, run_failure_sensor],
     resources=_resources(),
+    # ANALYTICS_EXECUTOR: multiprocess (default) or celery (docs/DEPLOYMENT.md).
+    executor=resolve_executor(),
 )

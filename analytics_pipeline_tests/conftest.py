@@ -56,6 +56,11 @@ class Databases:
         self.created.append(name)
         return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
+    def create_for_dagster(self, purpose: str) -> str:
+        """A database for a Dagster instance, as DAGSTER_PG_URL must name it (psycopg2)."""
+        url = sa.make_url(self.create(purpose)).set(drivername="postgresql+psycopg2")
+        return url.render_as_string(hide_password=False)
+
     def drop_all(self) -> None:
         with self.admin.connect() as conn:
             for name in self.created:

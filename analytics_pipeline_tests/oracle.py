@@ -284,3 +284,17 @@ def read_table(engine: sa.Engine, table: str, columns: list[str], grain: list[st
 
 def campaign_analytics_from_emails(emails: pd.DataFrame, partitions: Partitions) -> pd.DataFrame:
     return campaign_analytics({"emails": emails}, partitions)
+
+
+def assert_tables_exact(
+    olap: sa.Engine,
+    sources: dict[str, pd.DataFrame],
+    partitions: Partitions,
+    columns: dict[str, list[str]],
+) -> None:
+    """Each OLAP table (name -> its columns) holds exactly the oracle's rows for `partitions`."""
+    for table, cols in columns.items():
+        expected = ORACLES[table](sources, partitions).to_dict("records")
+        assert expected, f"the test data should give {table} rows"
+        got = read_table(olap, table, cols, GRAINS[table]).to_dict("records")
+        assert got == expected, table

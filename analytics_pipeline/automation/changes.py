@@ -39,6 +39,24 @@ def database_now(conn: sa.Connection) -> dt.datetime:
     return conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
 
 
+def complete_until(conn: sa.Connection) -> dt.datetime | None:
+    """The time up to which this connection sees every committed change: the watermark's "now".
+
+    On a primary, its clock. On a hot standby (pg_is_in_recovery()), the commit time of the last
+    transaction it replayed: the standby's own clock runs ahead of what it has replayed by the
+    replication lag, and a watermark taken from it would skip the changes still in flight. None
+    when a standby has replayed no transaction since it started (it cannot tell yet).
+    """
+    return conn.execute(
+        sa.select(
+            sa.case(
+                (sa.func.pg_is_in_recovery(), sa.func.pg_last_xact_replay_timestamp()),
+                else_=sa.func.clock_timestamp(),
+            )
+        )
+    ).scalar_one()
+
+
 def changed_partitions(
     conn: sa.Connection,
     track: ChangeTracking,

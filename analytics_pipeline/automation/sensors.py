@@ -8,7 +8,12 @@ import dagster as dg
 import sqlalchemy as sa
 
 from analytics_pipeline import telemetry
-from analytics_pipeline.automation.changes import affected_since, database_now, feeds
+from analytics_pipeline.automation.changes import (
+    affected_since,
+    complete_until,
+    database_now,
+    feeds,
+)
 from analytics_pipeline.automation.planning import PlannedRun, plan_runs, run_tenant
 from analytics_pipeline.partitions import (
     OFFBOARDED_PARTITIONS_NAME,
@@ -124,7 +129,8 @@ def offboarding_requests(
         "runs of exactly the affected tables: one per tenant, or one over the bounding "
         "rectangle when many tenants changed. The watermark trails the database clock by "
         "ANALYTICS_LATE_DATA_LAG_SECONDS so in-flight transactions are not skipped, and it only "
-        "advances in a tick that requested its runs."
+        "advances in a tick that requested its runs. On a hot standby the clock is the replay "
+        "position's time (pg_last_xact_replay_timestamp()), so replication lag is never skipped."
     ),
 )
 def late_data_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg.SensorResult:
@@ -133,7 +139,9 @@ def late_data_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) ->
     }
     keys = [f"{source}.{col}" for source, col in feeds(REGISTRY)]
     with oltp.read_snapshot() as conn:
-        now = database_now(conn)
+        now = complete_until(conn)
+        if now is None:
+            return dg.SensorResult(skip_reason="the OLTP standby has replayed nothing yet")
         upto = now - dt.timedelta(seconds=LATE_DATA_LAG_SECONDS)
         if not watermarks:
             # First tick: start watching from now (not now - lag: rows a demo or a bulk load

@@ -172,8 +172,9 @@ def _delete_partitions(rollup: Rollup, params: dict, conn: sa.Connection) -> _Co
     return _counted(conn, deleted, params)
 
 
-# SQLSTATEs worth another attempt: serialization failure, deadlock, lock wait timeout, server
-# shutting down or starting, and the connection exceptions (class 08).
+# SQLSTATEs worth another attempt: serialization failure (which is also how a hot standby
+# cancels a query that conflicts with recovery: docs/DEPLOYMENT.md), deadlock, lock wait timeout,
+# server shutting down or starting, and the connection exceptions (class 08).
 _TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
 
 

@@ -1,0 +1,1 @@
+"""Deployment profiles: which executor runs a run's steps (one host, or Celery workers)."""
