@@ -20,7 +20,7 @@ from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
     add_tenants,
-    daily_partitions,
+    check_days_in_partitions,
 )
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
@@ -74,14 +74,9 @@ def plan_backfill(
     groups: Sequence[str] = (),
     tables: Sequence[str] = (),
 ) -> list[tuple[str, PlannedRun]]:
-    start = daily_partitions.start.date()
     if first_day > last_day:
         raise ConfigurationError(f"--start {first_day} is after --end {last_day}")
-    if first_day < start:
-        raise ConfigurationError(
-            f"--start {first_day} is before the first partition {start} "
-            "(ANALYTICS_PARTITIONS_START)"
-        )
+    check_days_in_partitions(first_day, last_day, what="the backfill (--start/--end)")
     if tenants:
         add_tenants(instance, tenants)  # validates every id first; adds the missing ones
     order = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
