@@ -77,7 +77,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     size = _size(args)
     with environment(need_dagster_home=False) as settings:
-        engine = sa.create_engine(settings.oltp_url)
+        engine = sa.create_engine(settings.oltp_loader_url)
         started = time.perf_counter()
         with engine.begin() as conn:
             report = load_demo(conn, size)

@@ -39,10 +39,12 @@ def run_demo(
 
     oltp_engine = sa.create_engine(settings.oltp_url)
     olap_engine = sa.create_engine(settings.olap_url)
+    loader_engine = sa.create_engine(settings.oltp_loader_url)
     try:
         started = time.perf_counter()
-        with oltp_engine.begin() as conn:
+        with loader_engine.begin() as conn:
             report = load_demo(conn, size)
+        loader_engine.dispose()
         if report is None:
             echo(f"OLTP: demo dataset already loaded (seed {size.seed}), reusing it")
         else:
