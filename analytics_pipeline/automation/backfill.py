@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from analytics_pipeline.assets.rollups import OLTP_POOL
 from analytics_pipeline.automation.planning import REASON_TAG, PlannedRun
 from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.instance.run_health import describe_wait, local_run_tags, reap_dead_runs
 from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
@@ -109,11 +111,16 @@ def run_backfill(
     echo: Callable[[str], None] = print,
 ) -> list[BackfillRun]:
     done = []
+    # A run killed earlier would otherwise hold its pool slots and stall these runs for ever.
+    reap_dead_runs(instance, echo)
     for group, run in plans:
         request = run.request("backfill")
+        waiting = describe_wait(instance, OLTP_POOL)
+        if waiting:
+            echo(f"{group}: {waiting}")
         result = job.execute_in_process(
             instance=instance,
-            tags={**request.tags, REASON_TAG: "backfill"},
+            tags={**request.tags, REASON_TAG: "backfill", **local_run_tags()},
             asset_selection=request.asset_selection,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
