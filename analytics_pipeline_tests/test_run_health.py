@@ -260,18 +260,19 @@ def test_the_daemon_fails_two_killed_runs_and_a_third_completes_on_its_own(setup
             start_new_session=True,
         )
         try:
-            killed = []
-            for n, tenant in enumerate(["tenant-001", "tenant-002"], start=1):
+            # Both blocked first: monitoring is quick to fail a killed run and free its slot.
+            runs = []
+            for tenant in ("tenant-001", "tenant-002"):
                 setup.block(tenant)
                 _launch(setup, tenant)
-                _wait(lambda n=n: setup.waiting_on_lock() >= n, 180, f"run {n} to block")
-                run = _run_of(instance, tenant)
-                assert run is not None and run.tags[run_health.HOST_TAG] == run_health.this_host()
-                pid = _wait(lambda r=run: _worker_pid(instance, r.run_id), 30, "the run's pid")
-                _wait(lambda r=run: r.run_id in setup.slot_holders(), 30, "its slot")
-                killed.append(run.run_id)
-                _kill_tree(pid)
-            assert sorted(setup.slot_holders()) == sorted(killed), "both oltp slots are taken"
+                runs.append(_wait(lambda t=tenant: _run_of(instance, t), 60, f"{tenant}'s run"))
+            _wait(lambda: setup.waiting_on_lock() == 2, 180, "both runs to block")
+            killed = [r.run_id for r in runs]
+            _wait(lambda: setup.slot_holders() == sorted(killed), 30, "both oltp slots taken")
+            for run in runs:
+                tags = instance.get_run_by_id(run.run_id).tags
+                assert tags[run_health.HOST_TAG] == run_health.this_host()
+                _kill_tree(_worker_pid(instance, run.run_id))
             setup.unblock()
 
             _launch(setup, "tenant-003")
