@@ -278,6 +278,7 @@ def test_operators_can_inspect_and_deliver_the_outbox_from_the_cli(posthog_serve
     posthog_server.set_mode("refuse")
     tracker = EventTracker(production(posthog_server, tmp_path, shutdown_timeout=1.0))
     uuids = sent(tracker, 7)
+    assert tracker.flush(timeout=60) is True, "handed to PostHog, which refused: stored"
     tracker.shutdown()
     assert tracker.pending_in_outbox() == 7
     posthog_server.set_mode("ok")
@@ -297,7 +298,7 @@ def test_operators_can_inspect_and_deliver_the_outbox_from_the_cli(posthog_serve
     assert "Connection" in status.stdout or "connect" in status.stdout.lower(), status.stdout
     assert posthog_server.events() == {}, "status only looks"
     deliver = subprocess.run(
-        [*cli, "deliver", "--timeout", "20"], env=env, capture_output=True, text=True, cwd=ROOT
+        [*cli, "deliver", "--timeout", "120"], env=env, capture_output=True, text=True, cwd=ROOT
     )
     assert deliver.returncode == 0, deliver.stdout + deliver.stderr
     assert "delivered 7, 0 left" in deliver.stdout
@@ -387,10 +388,21 @@ def test_identify_with_nothing_left_after_redaction_is_not_queued(posthog_server
 
 
 def test_a_backlog_goes_out_as_parallel_batches_of_20(posthog_server, tmp_path):
+    """80 events kept in the outbox (PostHog refused them) go out as 4 batches in flight at
+    once when PostHog is back, not one after another."""
+    posthog_server.set_mode("refuse")
+    first = EventTracker(production(posthog_server, tmp_path))
+    uuids = sent(first, 80)
+    assert first.flush(timeout=60) is True
+    first.shutdown()
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    assert outbox.count() == 80
+    # Every row due for its retry, so the next process claims all 80 at once.
+    _wait_until(lambda: outbox.next_due() <= time.time(), timeout=60)
+    outbox.close()
     posthog_server.set_mode("slow", delay=2.0)
     config = production(posthog_server, tmp_path, request_timeout=10.0, shutdown_timeout=15.0)
     tracker = EventTracker(config)
-    uuids = sent(tracker, 80)
     got = posthog_server.wait_for(80, timeout=60)
     assert set(got) == set(uuids)
     assert [len(r.batch) for r in posthog_server.accepted()] == [20, 20, 20, 20]

@@ -68,6 +68,7 @@ TRACK_AND_WAIT = textwrap.dedent(
         outbox_path=Path(outbox), redaction=RedactionPolicy(salt="s")))
     ids = [t.track(f"u{i}", "business_signup", {"tenant_id": f"t{i}", "plan": "pro"})
            for i in range(n)]
+    flushed = t.flush()  # its 5 s budget starts once the sender is running
     # The process lives until every event is delivered (or 240 s): the test then checks
     # they reached PostHog, not the outbox, while it lived.
     deadline = time.monotonic() + 240
@@ -76,7 +77,7 @@ TRACK_AND_WAIT = textwrap.dedent(
     delivered_alive = t.stats.delivered
     started = time.monotonic()
     t.shutdown()
-    print(json.dumps({"ids": ids, "delivered_alive": delivered_alive,
+    print(json.dumps({"ids": ids, "delivered_alive": delivered_alive, "flushed": flushed,
                       "stored": t.stats.stored, "shutdown": time.monotonic() - started,
                       "outbox": t.pending_in_outbox()}))
     """
@@ -111,6 +112,7 @@ def test_a_child_slower_to_start_than_the_budget_still_delivers_the_first_batch(
     (tmp_path / "sitecustomize.py").write_text(SLOW_START)
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "SLOW_START_SECONDS": "8"}
     result = _track_and_wait(posthog_server, tmp_path, 60, env)
+    assert result["flushed"] is True, "a flush waits for the sender's start, then delivers"
     assert result["delivered_alive"] == 60, "delivered while the process lived"
     assert result["stored"] == 0, "no batch was given up on"
     assert set(posthog_server.events()) == set(result["ids"])

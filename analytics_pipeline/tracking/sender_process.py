@@ -25,6 +25,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 
 from analytics_pipeline.tracking.config import TrackingConfig
@@ -57,6 +58,8 @@ class ProcessSink:
         )
         self._child: subprocess.Popen[bytes] | None = None
         self._ready = False
+        # Set once the current child said "ready", or failed to: what a flush waits for.
+        self._settled = threading.Event()
         self._closed = False
         self._buffer = b""
         self._next_id = 0
@@ -66,6 +69,7 @@ class ProcessSink:
         # The key travels in the environment, not argv: argv is world-readable in ps.
         env = {**os.environ, CONFIG_ENV: self._settings}
         self._ready = False
+        self._settled.clear()
         self._child = subprocess.Popen(
             SENDER_COMMAND,
             stdin=subprocess.PIPE,
@@ -87,6 +91,7 @@ class ProcessSink:
         assert child is not None and child.stdin is not None and child.stdout is not None
         if not self._ready:
             problem = self._wait_ready(child)
+            self._settled.set()
             if problem:
                 self._kill()
                 return Delivery(failed=list(batch), error=problem)
@@ -124,6 +129,13 @@ class ProcessSink:
                 rejected=[m for m in batch if m.uuid in rejected],
                 error=reply["error"],
             )
+
+    def wait_started(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until the child is ready, or has failed to start; returns
+        at once when it is already running. Called by a flush, whose budget is for delivering,
+        not for the child's start-up."""
+        if not self._ready and not self._closed:
+            self._settled.wait(timeout)
 
     def _wait_ready(self, child: subprocess.Popen[bytes]) -> str | None:
         """Wait for the child's "ready"; the problem if it did not come, else None."""
