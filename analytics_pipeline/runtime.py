@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from analytics_pipeline.embedded.roles import READER, WRITER
 from analytics_pipeline.embedded.server import DAGSTER_DATABASE, EmbeddedPostgres
 from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.resources.connection_errors import connection_problem
 from analytics_pipeline.resources.oltp_role import preflight
 from analytics_pipeline.settings import (
     DAGSTER_PG_URL_ENV,
@@ -57,6 +58,24 @@ def project_file(name: str) -> Path:
 
 
 @contextlib.contextmanager
+def _reachable(url: sa.URL, setting: str) -> Iterator[sa.Engine]:
+    """An engine on `url` that has connected once; a ConfigurationError naming `setting` if it
+    cannot."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        try:
+            with engine.connect():
+                pass
+        except sa.exc.DBAPIError as exc:
+            raise ConfigurationError(
+                f"cannot use {setting} ({redact(url)}): {connection_problem(exc)}"
+            ) from None
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
 def environment(*, need_dagster_home: bool = True) -> Iterator[DatabaseSettings]:
     """Resolve (and export) the databases for this command; stop the embedded server after."""
     home = state_home()
@@ -80,12 +99,12 @@ def environment(*, need_dagster_home: bool = True) -> Iterator[DatabaseSettings]
                 settings, demo_loader_url=normalize_database_url(demo_loader, setting="embedded")
             )
         if need_dagster_home:
-            # Before anything reads OLTP: a role that can write is refused in production.
-            preflight_engine = sa.create_engine(settings.oltp_url, poolclass=sa.pool.NullPool)
-            try:
-                preflight(preflight_engine, redact(settings.oltp_url))
-            finally:
-                preflight_engine.dispose()
+            # Up front, so a bad URL is one line now, not Dagster's minute of retries; and before
+            # anything reads OLTP, a role that can write is refused in production.
+            with _reachable(settings.dagster_url, DAGSTER_PG_URL_ENV):
+                pass
+            with _reachable(settings.oltp_url, OLTP_URL_ENV) as engine:
+                preflight(engine, redact(settings.oltp_url))
         # Children read the variable itself: hand them the driver dagster-postgres needs.
         os.environ[DAGSTER_PG_URL_ENV] = settings.dagster_url.render_as_string(hide_password=False)
         if need_dagster_home and not os.environ.get("DAGSTER_HOME"):
