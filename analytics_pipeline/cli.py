@@ -46,7 +46,8 @@ def _size_args(p: argparse.ArgumentParser, *, tenants: int, days: int, per_day: 
 
 
 def _size(args: argparse.Namespace):
-    from analytics_pipeline.demo.generator import DemoSize
+    # demo.size, not demo.generator: a bad size is refused before anything slow is imported.
+    from analytics_pipeline.demo.size import DemoSize
 
     return DemoSize(
         tenants=args.tenants,
@@ -58,10 +59,14 @@ def _size(args: argparse.Namespace):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    # Checked before the slow start-up (Dagster's imports, the embedded server).
+    size = _size(args)
+    from analytics_pipeline.partitions import check_days_in_partitions
+
+    check_days_in_partitions(size.first_day, size.last_day, what="the demo (--days, --end-date)")
     from analytics_pipeline.demo.run import run_demo
     from analytics_pipeline.runtime import environment
 
-    size = _size(args)
     with environment() as settings:
         run_demo(settings, size, log_level="DEBUG" if args.verbose else "WARNING")
     return 0
@@ -73,7 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     size = _size(args)
     with environment(need_dagster_home=False) as settings:
-        engine = sa.create_engine(settings.oltp_url)
+        engine = sa.create_engine(settings.oltp_loader_url)
         started = time.perf_counter()
         with engine.begin() as conn:
             report = load_demo(conn, size)
@@ -313,6 +318,37 @@ def main(argv: list[str] | None = None) -> int:
     except (AnalyticsPipelineError, ConfigurationError) as exc:
         print(f"analytics-pipeline: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        problem = database_problem(exc)
+        if problem is None:
+            raise
+        # A database that cannot be reached (or refuses us) is an operator's problem, not a
+        # bug: one line saying which and what to do, as for any other bad setting.
+        print(f"analytics-pipeline: error: {problem}", file=sys.stderr)
+        return 2
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """The one-line message for a connection failure anywhere in `exc`'s chain, else None."""
+    import psycopg
+
+    from analytics_pipeline.resources.connection_errors import connection_problem
+
+    connection_errors = (
+        sa.exc.OperationalError,
+        sa.exc.InterfaceError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+    )
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, connection_errors):
+            return (
+                f"cannot use the database: {connection_problem(seen)}. Check that the server "
+                "runs and that OLTP_DATABASE_URL, OLAP_DATABASE_URL and DAGSTER_PG_URL are right"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -54,6 +54,23 @@ def _start_date() -> str:
     return raw
 
 
+def check_days_in_partitions(first_day: dt.date, last_day: dt.date, *, what: str) -> None:
+    """Refuse a day range that has no date partitions, naming the bounds (instead of Dagster's
+    CheckError from deep inside a run). `what` says where the days came from (an option)."""
+    start = dt.date.fromisoformat(_start_date())
+    # end_offset=1 below: the last partition is today (UTC).
+    today = dt.datetime.now(dt.UTC).date()
+    if first_day < start:
+        raise ConfigurationError(
+            f"{what} starts on {first_day}, before the first partition {start} "
+            f"({START_DATE_ENV}): pick a later day, or set {START_DATE_ENV} earlier"
+        )
+    if last_day > today:
+        raise ConfigurationError(
+            f"{what} ends on {last_day}, after the last partition {today} (today, UTC)"
+        )
+
+
 def split_tenant_ids(tenant_ids: Iterable[str]) -> tuple[list[str], dict[str, str]]:
     """The ids that can be partition keys, and the others with the reason each was refused."""
     valid: list[str] = []
@@ -129,6 +146,17 @@ class TenantWindow:
     @property
     def days(self) -> int:
         return (self.end_day - self.first_day).days
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.end_day - dt.timedelta(days=1)
+
+    def label(self) -> str:
+        """For messages, inclusive: "t1 2026-11-01" (one day) or "t1 2026-11-01..2026-11-30"."""
+        days = self.first_day.isoformat()
+        if self.days > 1:
+            days += f"..{self.last_day.isoformat()}"
+        return f"{self.tenant_id} {days}"
 
 
 def to_windows(partitions: Sequence[TenantDay]) -> list[TenantWindow]:

@@ -2,26 +2,36 @@
 
 Each of OLTP_DATABASE_URL and DAGSTER_PG_URL that is not set falls back to the embedded
 PostgreSQL, which is then started (or attached to) for the life of the command; OLAP_DATABASE_URL
-falls back to the OLTP URL. The resolved URLs are exported, so every child process (the Dagster
-webserver, daemon and run workers) sees the same databases.
+falls back to the OLTP URL, except on the embedded default, where OLTP is read as
+`analytics_reader` and OLAP written as `analytics_writer` (embedded/roles.py). The resolved URLs
+are exported, so every child process (the Dagster webserver, daemon and run workers) sees the
+same databases. Commands that run the pipeline first check that the OLTP role cannot write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from analytics_pipeline.embedded.roles import READER, WRITER
 from analytics_pipeline.embedded.server import DAGSTER_DATABASE, EmbeddedPostgres
 from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.resources.connection_errors import connection_problem
+from analytics_pipeline.resources.oltp_role import preflight
 from analytics_pipeline.settings import (
     DAGSTER_PG_URL_ENV,
     HOME_ENV,
+    OLAP_URL_ENV,
     OLTP_URL_ENV,
     DatabaseSettings,
+    normalize_database_url,
     redact,
 )
 
@@ -48,17 +58,53 @@ def project_file(name: str) -> Path:
 
 
 @contextlib.contextmanager
+def _reachable(url: sa.URL, setting: str) -> Iterator[sa.Engine]:
+    """An engine on `url` that has connected once; a ConfigurationError naming `setting` if it
+    cannot."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        try:
+            with engine.connect():
+                pass
+        except sa.exc.DBAPIError as exc:
+            raise ConfigurationError(
+                f"cannot use {setting} ({redact(url)}): {connection_problem(exc)}"
+            ) from None
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
 def environment(*, need_dagster_home: bool = True) -> Iterator[DatabaseSettings]:
     """Resolve (and export) the databases for this command; stop the embedded server after."""
     home = state_home()
     embedded: EmbeddedPostgres | None = None
+    demo_loader: str | None = None
     if not os.environ.get(OLTP_URL_ENV) or not os.environ.get(DAGSTER_PG_URL_ENV):
         embedded = EmbeddedPostgres(home / "postgres")
         embedded.start()
-        os.environ.setdefault(OLTP_URL_ENV, embedded.url())
+        if not os.environ.get(OLTP_URL_ENV):
+            # The pipeline reads OLTP as a role PostgreSQL stops from writing, and writes OLAP
+            # as another that may not write the product's tables either; only the demo loader
+            # (standing in for the product) writes OLTP, as the superuser.
+            os.environ[OLTP_URL_ENV] = embedded.url(role=READER)
+            os.environ.setdefault(OLAP_URL_ENV, embedded.url(role=WRITER))
+            demo_loader = embedded.url()
         os.environ.setdefault(DAGSTER_PG_URL_ENV, embedded.url(DAGSTER_DATABASE))
     try:
         settings = DatabaseSettings.from_env()
+        if demo_loader is not None:
+            settings = dataclasses.replace(
+                settings, demo_loader_url=normalize_database_url(demo_loader, setting="embedded")
+            )
+        if need_dagster_home:
+            # Up front, so a bad URL is one line now, not Dagster's minute of retries; and before
+            # anything reads OLTP, a role that can write is refused in production.
+            with _reachable(settings.dagster_url, DAGSTER_PG_URL_ENV):
+                pass
+            with _reachable(settings.oltp_url, OLTP_URL_ENV) as engine:
+                preflight(engine, redact(settings.oltp_url))
         # Children read the variable itself: hand them the driver dagster-postgres needs.
         os.environ[DAGSTER_PG_URL_ENV] = settings.dagster_url.render_as_string(hide_password=False)
         if need_dagster_home and not os.environ.get("DAGSTER_HOME"):

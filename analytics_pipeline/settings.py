@@ -63,11 +63,21 @@ def redact(url: sa.URL | str) -> str:
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    """The three database URLs, resolved from the environment."""
+    """The three database URLs, resolved from the environment.
+
+    `demo_loader_url` is where `generate` and `demo` write demo rows into OLTP: the embedded
+    server's superuser on the embedded default (the pipeline's own OLTP role cannot write),
+    else None, meaning `oltp_url`.
+    """
 
     oltp_url: sa.URL
     olap_url: sa.URL
     dagster_url: sa.URL
+    demo_loader_url: sa.URL | None = None
+
+    @property
+    def oltp_loader_url(self) -> sa.URL:
+        return self.demo_loader_url or self.oltp_url
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> DatabaseSettings:

@@ -37,9 +37,12 @@ class FakePostHog:
     mode: Mode = "ok"
     delay: float = 0.0
     requests: list[Request] = field(default_factory=list)
+    # The most requests being answered at once (how parallel the client sends).
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._in_flight = 0
         self._server: ThreadingHTTPServer | None = None
         self._serve()
 
@@ -89,8 +92,13 @@ class FakePostHog:
                     gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
                 )
                 payload = json.loads(body)
+                with fake._lock:
+                    fake._in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake._in_flight)
                 if fake.mode == "slow":
                     time.sleep(fake.delay)
+                with fake._lock:
+                    fake._in_flight -= 1
                 status = 503 if fake.mode == "error" else 200
                 with fake._lock:
                     fake.requests.append(

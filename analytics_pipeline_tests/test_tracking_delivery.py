@@ -59,14 +59,13 @@ def test_batches_leave_at_20_events_and_the_rest_after_10_seconds(posthog_server
     tracker = EventTracker(production(posthog_server, tmp_path))
     started = time.monotonic()
     uuids = sent(tracker, 45)
-    posthog_server.wait_for(40, timeout=5)
-    early = [len(r.batch) for r in posthog_server.accepted()]
-    assert early == [20, 20], "two full batches go at once; the 5 left wait for the interval"
-    got = posthog_server.wait_for(45, timeout=15)
-    last = posthog_server.accepted()[-1]
-    assert len(last.batch) == 5
-    assert 9.0 <= last.at - started <= 12.0, f"partial batch left after {last.at - started:.1f}s"
+    got = posthog_server.wait_for(45, timeout=60)
     assert set(got) == set(uuids)
+    # Two full batches first; the 5 left waited for the interval (a busy machine only makes
+    # it later, never earlier).
+    assert [len(r.batch) for r in posthog_server.accepted()] == [20, 20, 5]
+    last = posthog_server.accepted()[-1]
+    assert last.at - started >= 9.0, f"partial batch left after {last.at - started:.1f}s"
     assert {r.path for r in posthog_server.accepted()} == {"/batch/"}
     assert {r.api_key for r in posthog_server.accepted()} == {"phc_test_key"}
     tracker.shutdown()
@@ -84,7 +83,7 @@ def test_only_production_with_a_key_sends(posthog_server, tmp_path, caplog):
         assert not tracker.sends
         sent(tracker, 3, prefix=config.environment)
         assert tracker.flush() is True
-    time.sleep(0.5)
+    # A tracker that sends does reach this server (below): only then is "nothing" meaningful.
     assert posthog_server.requests == []
     logged = [r.getMessage() for r in caplog.records if "email_sent" in r.getMessage()]
     assert len(logged) == 9, "every event is logged at info, sent or not"
@@ -211,12 +210,12 @@ def test_every_event_arrives_after_posthog_comes_back(posthog_server, tmp_path, 
     posthog_server.set_mode(fault, delay=2.0)  # "slow": longer than the 0.5 s request timeout
     during = sent(tracker, 65, prefix="during")
     tracker.flush(timeout=3.0)
-    time.sleep(0.5)
+    _wait_until(lambda: tracker.pending_in_outbox() > 0, timeout=30)
     assert tracker.pending_in_outbox() > 0, "undelivered events are kept on disk"
     posthog_server.set_mode("ok")
-    got = posthog_server.wait_for(75, timeout=30)
+    got = posthog_server.wait_for(75, timeout=90)
     assert set(got) == set(before) | set(during), "every event arrives"
-    _wait_until(lambda: tracker.pending_in_outbox() == 0, timeout=10)
+    _wait_until(lambda: tracker.pending_in_outbox() == 0, timeout=60)
     assert tracker.pending_in_outbox() == 0, "delivered events leave the outbox"
     if fault != "slow":
         # Only a timed-out request (which the server did take) may be sent twice, and then
@@ -226,19 +225,22 @@ def test_every_event_arrives_after_posthog_comes_back(posthog_server, tmp_path, 
 
 
 def test_shutdown_is_bounded_and_keeps_what_it_could_not_send(posthog_server, tmp_path):
-    posthog_server.set_mode("slow", delay=30)
-    config = production(posthog_server, tmp_path, request_timeout=20.0, shutdown_timeout=2.0)
+    """PostHog takes 120 s to answer; shutdown has a 2 s budget. It must return long before
+    the answer (the bound under load is the budget plus storing the rest, see
+    docs/EVENT_TRACKING.md) with every event in the outbox."""
+    posthog_server.set_mode("slow", delay=120)
+    config = production(posthog_server, tmp_path, request_timeout=60.0, shutdown_timeout=2.0)
     tracker = EventTracker(config)
     uuids = sent(tracker, 25)
     started = time.monotonic()
     tracker.shutdown()
     took = time.monotonic() - started
-    assert took < 3.0, f"shutdown took {took:.1f}s with a 2 s budget"
+    assert took < 30, f"shutdown took {took:.1f}s with a 2 s budget: it waited on PostHog"
     assert tracker.pending_in_outbox() == 25
 
     posthog_server.set_mode("ok")
     later = EventTracker(production(posthog_server, tmp_path))
-    got = posthog_server.wait_for(25, timeout=15)
+    got = posthog_server.wait_for(25, timeout=60)
     assert set(uuids) <= set(got), "the next process delivers what the last one kept"
     later.shutdown()
     assert later.pending_in_outbox() == 0
@@ -260,16 +262,14 @@ def test_a_process_exiting_while_posthog_is_down_loses_nothing(posthog_server, t
         print(json.dumps(ids))
         """
     )
-    started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert time.monotonic() - started < 20
     uuids = json.loads(out.stdout)
     posthog_server.set_mode("ok")
     tracker = EventTracker(production(posthog_server, tmp_path))
-    got = posthog_server.wait_for(30, timeout=15)
+    got = posthog_server.wait_for(30, timeout=60)
     assert set(uuids) <= set(got)
     tracker.shutdown()
 
@@ -278,6 +278,7 @@ def test_operators_can_inspect_and_deliver_the_outbox_from_the_cli(posthog_serve
     posthog_server.set_mode("refuse")
     tracker = EventTracker(production(posthog_server, tmp_path, shutdown_timeout=1.0))
     uuids = sent(tracker, 7)
+    assert tracker.flush(timeout=60) is True, "handed to PostHog, which refused: stored"
     tracker.shutdown()
     assert tracker.pending_in_outbox() == 7
     posthog_server.set_mode("ok")
@@ -297,7 +298,7 @@ def test_operators_can_inspect_and_deliver_the_outbox_from_the_cli(posthog_serve
     assert "Connection" in status.stdout or "connect" in status.stdout.lower(), status.stdout
     assert posthog_server.events() == {}, "status only looks"
     deliver = subprocess.run(
-        [*cli, "deliver", "--timeout", "20"], env=env, capture_output=True, text=True, cwd=ROOT
+        [*cli, "deliver", "--timeout", "120"], env=env, capture_output=True, text=True, cwd=ROOT
     )
     assert deliver.returncode == 0, deliver.stdout + deliver.stderr
     assert "delivered 7, 0 left" in deliver.stdout
@@ -354,7 +355,7 @@ def test_a_full_disk_loses_nothing_and_never_raises(posthog_server, tmp_path, mo
     assert tracker.pending_in_outbox() == 30
     posthog_server.set_mode("ok")
     later = EventTracker(production(posthog_server, tmp_path))
-    assert set(posthog_server.wait_for(30, timeout=15)) == set(uuids)
+    assert set(posthog_server.wait_for(30, timeout=60)) == set(uuids)
     later.shutdown()
 
 
@@ -367,7 +368,8 @@ def test_an_event_posthog_refuses_is_kept_aside_and_does_not_stall_the_rest(
     assert tracker.stats.rejected == 1
     # PostHog is healthy: the next events go out at once, not after a backoff.
     uuids = sent(tracker, 20)
-    assert set(posthog_server.wait_for(20, timeout=3)) == set(uuids)
+    assert set(posthog_server.wait_for(20, timeout=60)) == set(uuids)
+    assert tracker.stats.stored == 0, "no backoff, no detour through the outbox"
     assert huge not in posthog_server.events()
     assert tracker.pending_in_outbox() == 0, "not retried forever"
     tracker.shutdown()
@@ -386,15 +388,25 @@ def test_identify_with_nothing_left_after_redaction_is_not_queued(posthog_server
 
 
 def test_a_backlog_goes_out_as_parallel_batches_of_20(posthog_server, tmp_path):
-    posthog_server.set_mode("slow", delay=1.0)
-    tracker = EventTracker(production(posthog_server, tmp_path, request_timeout=3.0))
-    started = time.monotonic()
-    uuids = sent(tracker, 80)
-    got = posthog_server.wait_for(80, timeout=10)
-    took = time.monotonic() - started
+    """80 events kept in the outbox (PostHog refused them) go out as 4 batches in flight at
+    once when PostHog is back, not one after another."""
+    posthog_server.set_mode("refuse")
+    first = EventTracker(production(posthog_server, tmp_path))
+    uuids = sent(first, 80)
+    assert first.flush(timeout=60) is True
+    first.shutdown()
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    assert outbox.count() == 80
+    # Every row due for its retry, so the next process claims all 80 at once.
+    _wait_until(lambda: outbox.next_due() <= time.time(), timeout=60)
+    outbox.close()
+    posthog_server.set_mode("slow", delay=2.0)
+    config = production(posthog_server, tmp_path, request_timeout=10.0, shutdown_timeout=15.0)
+    tracker = EventTracker(config)
+    got = posthog_server.wait_for(80, timeout=60)
     assert set(got) == set(uuids)
     assert [len(r.batch) for r in posthog_server.accepted()] == [20, 20, 20, 20]
-    assert took < 2.5, f"4 batches one after another would take 4 s; took {took:.1f}s"
+    assert posthog_server.max_in_flight == 4, "the four batches were in flight together"
     tracker.shutdown()
 
 
@@ -405,11 +417,11 @@ def test_memory_stays_bounded_when_posthog_is_slower_than_the_callers(posthog_se
     uuids = sent(tracker, 500)
     # The worker spills between deliveries (callers never touch the disk): the bound holds once
     # the delivery in flight returns.
-    _wait_until(lambda: len(tracker._queue) <= 50, timeout=5)
+    _wait_until(lambda: len(tracker._queue) <= 50, timeout=60)
     assert len(tracker._queue) <= 50, "the rest went to the outbox"
     assert tracker.stats.stored >= 200, "spilled to the outbox, not held in memory"
     posthog_server.set_mode("ok")
-    assert set(posthog_server.wait_for(500, timeout=30)) == set(uuids)
+    assert set(posthog_server.wait_for(500, timeout=120)) == set(uuids)
     tracker.shutdown()
 
 
@@ -421,7 +433,7 @@ def test_a_forked_child_does_not_inherit_the_parents_events(posthog_server, tmp_
         from pathlib import Path
         t = EventTracker(TrackingConfig(api_key="k", host={posthog_server.url!r},
             environment="production", outbox_path=Path({str(tmp_path / "outbox.sqlite3")!r}),
-            redaction=RedactionPolicy(salt="s")))
+            shutdown_timeout=60.0, redaction=RedactionPolicy(salt="s")))
         for i in range(5):
             t.track("u", "business_signup", {{"tenant_id": f"t{{i}}", "plan": "pro"}})
         pid = os.fork()
@@ -434,9 +446,11 @@ def test_a_forked_child_does_not_inherit_the_parents_events(posthog_server, tmp_
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=180
     )
     assert out.returncode == 0, out.stderr
-    assert float(out.stdout) < 1.0, "the child's exit waited on the parent's tracker"
-    assert len(posthog_server.wait_for(5, timeout=10)) == 5
+    # Waiting on the parent's tracker would take its whole 60 s budget (nobody works its
+    # queue in the child); a busy machine makes a clean exit slower, never that slow.
+    assert float(out.stdout) < 30, "the child's exit waited on the parent's tracker"
+    assert len(posthog_server.wait_for(5, timeout=60)) == 5
     assert posthog_server.accepted_count() == 5, "sent once, by the parent"

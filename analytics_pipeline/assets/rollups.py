@@ -1,6 +1,5 @@
 """One partitioned asset per rollup definition, built by a single factory."""
 
-import datetime as dt
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -179,12 +178,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
 
 def covered(partitions: Sequence[TenantDay], limit: int = 5) -> str:
     """The run's partitions as per-tenant date ranges: "tenant-001 2026-03-01..2026-03-31"."""
-    windows = to_windows(partitions)
-    spans = [
-        f"{w.tenant_id} {w.first_day.isoformat()}"
-        + (f"..{(w.end_day - dt.timedelta(days=1)).isoformat()}" if w.days > 1 else "")
-        for w in windows
-    ]
+    spans = [w.label() for w in to_windows(partitions)]
     if len(spans) > limit:
         spans = [*spans[:limit], f"... {len(spans) - limit} more tenant range(s)"]
     return "; ".join(spans)

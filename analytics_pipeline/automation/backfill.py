@@ -17,13 +17,15 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from analytics_pipeline.assets.rollups import OLTP_POOL
 from analytics_pipeline.automation.planning import REASON_TAG, PlannedRun
 from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.instance.run_health import describe_wait, local_run_tags, reap_dead_runs
 from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
     add_tenants,
-    daily_partitions,
+    check_days_in_partitions,
 )
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
@@ -94,7 +96,6 @@ def plan_backfill(
     tables: Sequence[str] = (),
     max_partitions: int = MAX_PARTITIONS_PER_RUN,
 ) -> list[tuple[str, PlannedRun]]:
-    start = daily_partitions.start.date()
     if max_partitions < 1:
         raise ConfigurationError(
             f"--max-partitions-per-run {max_partitions} must be at least 1 (default "
@@ -102,11 +103,7 @@ def plan_backfill(
         )
     if first_day > last_day:
         raise ConfigurationError(f"--start {first_day} is after --end {last_day}")
-    if first_day < start:
-        raise ConfigurationError(
-            f"--start {first_day} is before the first partition {start} "
-            "(ANALYTICS_PARTITIONS_START)"
-        )
+    check_days_in_partitions(first_day, last_day, what="the backfill (--start/--end)")
     if tenants:
         add_tenants(instance, tenants)  # validates every id first; adds the missing ones
     order = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
@@ -144,11 +141,16 @@ def run_backfill(
     echo: Callable[[str], None] = print,
 ) -> list[BackfillRun]:
     done = []
+    # A run killed earlier would otherwise hold its pool slots and stall these runs for ever.
+    reap_dead_runs(instance, echo)
     for group, run in plans:
         request = run.request("backfill")
+        waiting = describe_wait(instance, OLTP_POOL)
+        if waiting:
+            echo(f"{group}: {waiting}")
         result = job.execute_in_process(
             instance=instance,
-            tags={**request.tags, REASON_TAG: "backfill"},
+            tags={**request.tags, REASON_TAG: "backfill", **local_run_tags()},
             asset_selection=request.asset_selection,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

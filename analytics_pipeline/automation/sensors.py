@@ -1,6 +1,9 @@
 """Sensors: new tenants, late-arriving OLTP changes, and failed runs."""
 
+from __future__ import annotations
+
 import datetime as dt
+import hashlib
 import json
 import os
 
@@ -38,6 +41,46 @@ LATE_DATA_LAG_SECONDS = float(os.environ.get("ANALYTICS_LATE_DATA_LAG_SECONDS", 
 LATE_DATA_MAX_RUNS = int(os.environ.get("ANALYTICS_LATE_DATA_MAX_RUNS", "10"))
 
 
+class ReportedIds:
+    """The refused tenant ids already logged, as the tenant sensor's cursor: short hashes, at
+    most MAX_REPORTED of them (the newest kept), never the ids themselves, so the cursor stays
+    small however many bad ids OLTP holds. Past the cap, the oldest may be logged once more."""
+
+    MAX_REPORTED = 2000
+
+    def __init__(self, digests: list[str]) -> None:
+        self._digests = dict.fromkeys(digests[-self.MAX_REPORTED :])
+
+    @staticmethod
+    def _digest(tenant_id: str) -> str:
+        return hashlib.sha256(tenant_id.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_cursor(cls, cursor: str | None) -> ReportedIds:
+        data = json.loads(cursor or "{}")
+        # "reported_invalid" (the ids verbatim) is the older cursor's form.
+        return cls(
+            [cls._digest(t) for t in data.get("reported_invalid", [])]
+            + list(data.get("reported_invalid_sha256", []))
+        )
+
+    def add(self, tenant_id: str) -> bool:
+        """Remember `tenant_id`; True if it was not reported before (log it now)."""
+        digest = self._digest(tenant_id)
+        if digest in self._digests:
+            return False
+        self._digests[digest] = None
+        while len(self._digests) > self.MAX_REPORTED:
+            del self._digests[next(iter(self._digests))]
+        return True
+
+    def __contains__(self, tenant_id: str) -> bool:
+        return self._digest(tenant_id) in self._digests
+
+    def to_cursor(self) -> str:
+        return json.dumps({"reported_invalid_sha256": list(self._digests)})
+
+
 def _first_day() -> dt.date:
     return daily_partitions.start.date()
 
@@ -57,7 +100,7 @@ def _first_day() -> dt.date:
     ),
 )
 def tenant_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg.SensorResult:
-    reported = set(json.loads(context.cursor or "{}").get("reported_invalid", []))
+    reported = ReportedIds.from_cursor(context.cursor)
     with oltp.read_snapshot() as conn:
         rows = conn.execute(
             sa.select(tenants.c.id, tenants.c.created_at, tenants.c.status).order_by(
@@ -70,9 +113,8 @@ def tenant_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg
     created = {t: created_at for t, created_at, status in rows if status != "offboarded"}
     valid, invalid = split_tenant_ids(t for t in created if t not in registered)
     for tenant_id, why in invalid.items():
-        if tenant_id not in reported:
+        if reported.add(tenant_id):
             context.log.warning(why)
-            reported.add(tenant_id)
     new = [(t, max(created[t].astimezone(dt.UTC).date(), _first_day())) for t in valid]
     batch = new[:NEW_TENANTS_PER_TICK]
     runs = [
@@ -88,7 +130,7 @@ def tenant_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg
     return dg.SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=requests,
-        cursor=json.dumps({"reported_invalid": sorted(reported)}),
+        cursor=reported.to_cursor(),
     )
 
 

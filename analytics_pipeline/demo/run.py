@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.errors import AnalyticsPipelineError
+from analytics_pipeline.instance.run_health import local_run_tags, reap_dead_runs
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay, range_tags
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
@@ -39,10 +40,12 @@ def run_demo(
 
     oltp_engine = sa.create_engine(settings.oltp_url)
     olap_engine = sa.create_engine(settings.olap_url)
+    loader_engine = sa.create_engine(settings.oltp_loader_url)
     try:
         started = time.perf_counter()
-        with oltp_engine.begin() as conn:
+        with loader_engine.begin() as conn:
             report = load_demo(conn, size)
+        loader_engine.dispose()
         if report is None:
             echo(f"OLTP: demo dataset already loaded (seed {size.seed}), reusing it")
         else:
@@ -63,7 +66,8 @@ def run_demo(
             raise AnalyticsPipelineError("no demo tenant is registered as a partition; see above")
         first = TenantDay(in_range[0], size.first_day)
         last = TenantDay(in_range[-1], size.last_day)
-        tags = range_tags(first, last)
+        tags = {**range_tags(first, last), **local_run_tags()}
+        reap_dead_runs(instance, echo)
         started = time.perf_counter()
         result = defs.get_job_def(MAIN_JOB).execute_in_process(
             instance=instance,

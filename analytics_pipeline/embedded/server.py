@@ -37,6 +37,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from analytics_pipeline.embedded.roles import ensure_roles, set_password
 from analytics_pipeline.embedded.system_user import SYSTEM_USER, ensure_system_user, grant_traversal
 from analytics_pipeline.errors import EmbeddedPostgresError
 
@@ -97,6 +98,8 @@ class EmbeddedPostgres:
         self._owner_file = self.home / "owner.json"
         self._password_file = self.home / "password"
         self._lock_file = self.home / "lock"
+        self._roles_file = self.home / "roles.json"
+        self._role_passwords: dict[str, str] = {}
         self.owned = False
         self.port: int | None = None
 
@@ -141,6 +144,9 @@ class EmbeddedPostgres:
         if fresh:
             self._cheapen_connections()
         self._ensure_databases()
+        with self._locked():
+            # Under the lock: two commands starting at once must not both create the roles.
+            self._role_passwords = ensure_roles(self.url(), self._roles_file)
 
     def stop(self) -> None:
         """Stop the server if this process owns it; a guest leaves it running for its owner."""
@@ -166,13 +172,15 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         return (self.data / "PG_VERSION").exists() and self._running() is not None
 
-    def url(self, database: str = APP_DATABASE) -> str:
+    def url(self, database: str = APP_DATABASE, role: str = SUPERUSER) -> str:
+        """The URL of `database` as `role`: the superuser, or one of the pipeline's roles
+        (`roles.READER`, `roles.WRITER`, made by start())."""
         if self.port is None:
             raise EmbeddedPostgresError("the embedded server is not started; call start() first")
         return sa.URL.create(
             "postgresql+psycopg",
-            username=SUPERUSER,
-            password=self._password(),
+            username=role,
+            password=self._password() if role == SUPERUSER else self._role_passwords[role],
             host="127.0.0.1",
             port=self.port,
             database=database,
@@ -331,18 +339,7 @@ class EmbeddedPostgres:
                 conn.execute(sa.text("ALTER SYSTEM SET scram_iterations = 16"))
                 conn.execute(sa.text("SELECT pg_reload_conf()"))
                 conn.execute(sa.text("SET scram_iterations = 16"))
-                conn.execute(
-                    sa.text("SELECT set_config('analytics_pipeline.pw', :pw, false)"),
-                    {"pw": self._password()},
-                )
-                # ALTER ROLE takes no parameters: quote the bound value server-side with %L.
-                conn.execute(
-                    sa.text(
-                        "DO $$ BEGIN EXECUTE format('ALTER ROLE postgres PASSWORD %L', "
-                        "current_setting('analytics_pipeline.pw')); END $$"
-                    )
-                )
-                conn.execute(sa.text("RESET analytics_pipeline.pw"))
+                set_password(conn, SUPERUSER, self._password())
         finally:
             engine.dispose()
 

@@ -1,8 +1,10 @@
 """The OLTP and OLAP databases as Dagster resources over a pooled SQLAlchemy engine.
 
-`OltpDatabase` can only hand out read-only, repeatable-read transactions: the product's database
-is read by construction, never written. `OlapDatabase` hands out ordinary transactions that
-commit on success and roll back on any error, so a failed rollup leaves the old rows in place.
+`OltpDatabase` hands out read-only, repeatable-read transactions, and its engine is read-only by
+default; what makes the product's database safe is the role it connects as, which a preflight
+checks before the first read (see `oltp_role` and docs/OPERATIONS.md). `OlapDatabase` hands out
+ordinary transactions that commit on success and roll back on any error, so a failed rollup
+leaves the old rows in place.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sqlalchemy as sa
 from pydantic import Field, PrivateAttr, field_validator
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.resources.oltp_role import preflight
 from analytics_pipeline.settings import normalize_database_url, redact, same_database
 
 _WORK_MEM = re.compile(r"^[1-9][0-9]*(kB|MB|GB)$")
@@ -73,6 +75,9 @@ class _PostgresResource(dg.ConfigurableResource):
 
     @property
     def engine(self) -> sa.Engine:
+        return self._pooled_engine()
+
+    def _pooled_engine(self) -> sa.Engine:
         if self._engine is None:
             self._engine = sa.create_engine(
                 self.sqlalchemy_url,
@@ -103,19 +108,27 @@ class _PostgresResource(dg.ConfigurableResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.dispose()
 
-    def _check_reachable(self) -> None:
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa.exc.OperationalError as exc:
-            raise ConfigurationError(
-                f"cannot connect to {self.display_url}: {exc.orig or exc}. Check that the server "
-                "runs and that the URL's host, port, database and credentials are right."
-            ) from None
-
 
 class OltpDatabase(_PostgresResource):
-    """The product's OLTP database: the pipeline's source, only ever read."""
+    """The product's OLTP database: the pipeline's source, only ever read.
+
+    Before its first use in a process it checks that its role cannot write the source tables
+    (`oltp_role.preflight`): refused in production, a warning elsewhere.
+    """
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The pool, for its metrics and reads: every transaction on it is read-only unless a
+        statement says otherwise, and then the role's privileges refuse the write."""
+        return self._pooled_engine().execution_options(postgresql_readonly=True)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.preflight()
+
+    def preflight(self) -> None:
+        """Refuse (production) or warn (elsewhere) when this role can write the product's
+        tables."""
+        preflight(self._pooled_engine(), self.display_url)
 
     @contextmanager
     def read_snapshot(self) -> Iterator[sa.Connection]:
@@ -125,9 +138,9 @@ class OltpDatabase(_PostgresResource):
         read-only transaction"); this resource offers no other way in.
         """
         with (
-            self.engine.connect().execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            ) as conn,
+            self._pooled_engine()
+            .connect()
+            .execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) as conn,
             conn.begin(),
         ):
             yield conn

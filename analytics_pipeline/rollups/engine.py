@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from analytics_pipeline.errors import DataQualityError, RollupError
 from analytics_pipeline.partitions import TenantDay, TenantWindow, to_windows
+from analytics_pipeline.resources.connection_errors import permanent_connection_fix
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.spec import APPEND_ONLY, REPLACE, Rollup
 from analytics_pipeline.rollups.sql import Windows, source_counts, window_params
@@ -117,7 +118,8 @@ def refresh(
             f"{rollup.name}: refreshing {len(partitions)} partition(s) "
             f"({_describe(windows)}) failed in the database; the previous rows are unchanged. "
             f"Cause: {type(exc.orig).__name__}: {str(exc.orig).strip()}"
-            + (" (transient: will be retried)" if transient else ""),
+            + (" (transient: will be retried)" if transient else "")
+            + (f". Fix: {fix}" if (fix := permanent_connection_fix(exc)) else ""),
             transient=transient,
         ) from exc
     by_partition = {
@@ -180,6 +182,9 @@ _TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
 
 def is_transient(exc: sa.exc.DBAPIError) -> bool:
     """Whether a database error may go away on its own (retry) or needs a fix (fail now)."""
+    if permanent_connection_fix(exc) is not None:
+        # A wrong database, role or password fails every attempt alike: fail now, say the fix.
+        return False
     if exc.connection_invalidated:
         return True
     state = getattr(exc.orig, "sqlstate", None)
@@ -369,5 +374,5 @@ def check_reconciliation(
 
 
 def _describe(windows: Sequence[TenantWindow]) -> str:
-    shown = "; ".join(f"{w.tenant_id} {w.first_day}..{w.end_day}" for w in windows[:3])
+    shown = "; ".join(w.label() for w in windows[:3])
     return shown + (f"; +{len(windows) - 3} more" if len(windows) > 3 else "")

@@ -8,14 +8,40 @@ See docs/EVENT_TRACKING.md for the taxonomy, the redaction policy and the delive
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
+from typing import TYPE_CHECKING
 
-from analytics_pipeline.errors import EventContractError
-from analytics_pipeline.tracking.config import TrackingConfig
-from analytics_pipeline.tracking.events import EVENTS, EventSpec
-from analytics_pipeline.tracking.redaction import RedactionPolicy
-from analytics_pipeline.tracking.tracker import EventTracker, TrackerStats
+if TYPE_CHECKING:
+    from analytics_pipeline.errors import EventContractError
+    from analytics_pipeline.tracking.config import TrackingConfig
+    from analytics_pipeline.tracking.events import EVENTS, EventSpec
+    from analytics_pipeline.tracking.redaction import RedactionPolicy
+    from analytics_pipeline.tracking.tracker import EventTracker, TrackerStats
+
+# Imported on first use (PEP 562), so that the sender child process, which imports only
+# tracking.message and tracking.posthog_sink, does not pay for the facade (and SQLAlchemy,
+# through settings) at start-up.
+_EXPORTS = {
+    "EVENTS": "analytics_pipeline.tracking.events",
+    "EventContractError": "analytics_pipeline.errors",
+    "EventSpec": "analytics_pipeline.tracking.events",
+    "EventTracker": "analytics_pipeline.tracking.tracker",
+    "RedactionPolicy": "analytics_pipeline.tracking.redaction",
+    "TrackerStats": "analytics_pipeline.tracking.tracker",
+    "TrackingConfig": "analytics_pipeline.tracking.config",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EVENTS",
@@ -38,6 +64,9 @@ def get_tracker(config: TrackingConfig | None = None) -> EventTracker:
     One per configuration and process: a long-lived process (the Dagster daemon evaluating
     sensors, say) must not start a new sender thread for every use.
     """
+    from analytics_pipeline.tracking.config import TrackingConfig
+    from analytics_pipeline.tracking.tracker import EventTracker
+
     config = config or TrackingConfig.from_env()
     # Keyed by pid too: a forked child inherits the parent's tracker but not its threads.
     key = (config, os.getpid())

@@ -6,7 +6,10 @@ to run track(): measured here, that alone put track()'s p99 at 140-430 us (targe
 In a child they run on the other core; the parent's worker only writes one JSON line per batch
 to a pipe and reads one line back.
 
-Protocol (one JSON object per line): the parent writes {"id", "budget", "batch": [message...]};
+Protocol (one JSON object per line): the child first says {"ready": true} once it has imported
+the SDK (sender_child.py, which imports nothing else of the pipeline); the parent waits for that
+up to STARTUP_TIMEOUT_SECONDS, outside any batch's budget, so a slow start on a busy machine
+never makes a batch "unknown". Then the parent writes {"id", "budget", "batch": [message...]};
 the child answers {"id", "accepted": [uuid...], "failed": [uuid...], "error"}. An answer that
 does not come within the budget makes the batch "unknown" for the parent (kept in the outbox and
 sent again later; PostHog drops the duplicate by uuid) and the child is replaced, so no batch
@@ -18,18 +21,27 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import select
 import subprocess
 import sys
+import threading
 import time
 
 from analytics_pipeline.tracking.config import TrackingConfig
 from analytics_pipeline.tracking.message import Message
-from analytics_pipeline.tracking.posthog_sink import Delivery, PostHogSink
+from analytics_pipeline.tracking.posthog_sink import Delivery
+from analytics_pipeline.tracking.sender_child import CONFIG_ENV
 
-_CONFIG_ENV = "ANALYTICS_TRACKING_SENDER"
+# The child's start-up (Python, the SDK's imports) took 0.5 s idle and 21 s beside six
+# CPU-bound processes: wait that long and more for its "ready", then count it as failed.
+STARTUP_TIMEOUT_SECONDS = 120.0
+# Not `-m`: with -m, runpy would import the module a second time as __main__.
+SENDER_COMMAND = [
+    sys.executable,
+    "-c",
+    "from analytics_pipeline.tracking.sender_child import main; main()",
+]
 
 
 class ProcessSink:
@@ -45,6 +57,9 @@ class ProcessSink:
             }
         )
         self._child: subprocess.Popen[bytes] | None = None
+        self._ready = False
+        # Set once the current child said "ready", or failed to: what a flush waits for.
+        self._settled = threading.Event()
         self._closed = False
         self._buffer = b""
         self._next_id = 0
@@ -52,14 +67,11 @@ class ProcessSink:
 
     def _spawn(self) -> None:
         # The key travels in the environment, not argv: argv is world-readable in ps.
-        env = {**os.environ, _CONFIG_ENV: self._settings}
+        env = {**os.environ, CONFIG_ENV: self._settings}
+        self._ready = False
+        self._settled.clear()
         self._child = subprocess.Popen(
-            # Not `-m`: this module is already imported by the package the child imports first.
-            [
-                sys.executable,
-                "-c",
-                "from analytics_pipeline.tracking.sender_process import main; main()",
-            ],
+            SENDER_COMMAND,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -70,7 +82,6 @@ class ProcessSink:
         self._buffer = b""
 
     def deliver(self, batch: list[Message], budget_seconds: float) -> Delivery:
-        deadline = time.monotonic() + budget_seconds
         if self._closed:
             # A worker still finishing after shutdown must not start a child nobody stops.
             return Delivery(failed=list(batch), error="the tracker is shut down")
@@ -78,6 +89,14 @@ class ProcessSink:
             self._spawn()
         child = self._child
         assert child is not None and child.stdin is not None and child.stdout is not None
+        if not self._ready:
+            problem = self._wait_ready(child)
+            self._settled.set()
+            if problem:
+                self._kill()
+                return Delivery(failed=list(batch), error=problem)
+        # The budget starts now that the child is listening.
+        deadline = time.monotonic() + budget_seconds
         self._next_id += 1
         request_id = self._next_id
         parts = []
@@ -110,6 +129,27 @@ class ProcessSink:
                 rejected=[m for m in batch if m.uuid in rejected],
                 error=reply["error"],
             )
+
+    def wait_started(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until the child is ready, or has failed to start; returns
+        at once when it is already running. Called by a flush, whose budget is for delivering,
+        not for the child's start-up."""
+        if not self._ready and not self._closed:
+            self._settled.wait(timeout)
+
+    def _wait_ready(self, child: subprocess.Popen[bytes]) -> str | None:
+        """Wait for the child's "ready"; the problem if it did not come, else None."""
+        answer = self._read_line(child, time.monotonic() + STARTUP_TIMEOUT_SECONDS)
+        if answer is None:
+            if self._closed:
+                return "the tracker is shut down"
+            if child.poll() is not None:
+                return f"sender process exited while starting (exit {child.returncode})"
+            return f"sender process not ready within {STARTUP_TIMEOUT_SECONDS:.0f}s"
+        if json.loads(answer).get("ready") is not True:
+            return "sender process answered before it was ready"
+        self._ready = True
+        return None
 
     def _read_line(self, child: subprocess.Popen[bytes], deadline: float) -> bytes | None:
         fd = child.stdout.fileno()  # type: ignore[union-attr]
@@ -149,30 +189,3 @@ class ProcessSink:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-
-
-def main() -> int:
-    """The child: deliver each batch read from stdin, answer on stdout, exit on EOF."""
-    settings = json.loads(os.environ.pop(_CONFIG_ENV))
-    # Failures are reported by the parent, with the batch's fate; the SDK's own error lines
-    # would only repeat them on stderr. (Not setLevel: the SDK's client resets the level.)
-    sdk_log = logging.getLogger("posthog")
-    sdk_log.addHandler(logging.NullHandler())
-    sdk_log.propagate = False
-    sink = PostHogSink(**settings)
-    for line in sys.stdin.buffer:
-        request = json.loads(line)
-        batch = [Message(**m) for m in request["batch"]]
-        # A little under the parent's budget, so the answer is back before it gives up.
-        result = sink.deliver(batch, max(0.1, request["budget"] - 0.25))
-        reply = {
-            "id": request["id"],
-            "accepted": result.accepted,
-            "failed": [m.uuid for m in result.failed],
-            "rejected": [m.uuid for m in result.rejected],
-            "error": result.error,
-        }
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
-    sink.close(1.0)
-    return 0

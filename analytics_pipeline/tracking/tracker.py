@@ -34,7 +34,7 @@ from analytics_pipeline.tracking.events import EVENTS, PROPERTIES, PiiClass
 from analytics_pipeline.tracking.message import Kind, Message
 from analytics_pipeline.tracking.outbox import Outbox
 from analytics_pipeline.tracking.posthog_sink import Delivery
-from analytics_pipeline.tracking.sender_process import ProcessSink
+from analytics_pipeline.tracking.sender_process import STARTUP_TIMEOUT_SECONDS, ProcessSink
 
 log = logging.getLogger("analytics_pipeline.tracking")
 
@@ -251,12 +251,19 @@ class EventTracker:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Hand everything queued now to PostHog, waiting at most `timeout` (default:
-        shutdown_timeout). Never raises.
+        shutdown_timeout) once the sender is running. Never raises.
 
         Returns True when the worker got through the queue in time: each event was delivered,
         or (PostHog failing) stored in the outbox. False when time ran out (the rest is then
         stored by this call) or the outbox could not be written (the rest stays queued).
+
+        A sender process still starting (slow on a busy machine) is waited for first, up to
+        its start-up limit: its start-up is not PostHog's delivery time. shutdown() does not
+        wait so; its bound holds.
         """
+        return self._flush(timeout, wait_for_sender=True)
+
+    def _flush(self, timeout: float | None, *, wait_for_sender: bool) -> bool:
         if self._sink is None:
             return True
         budget = self.config.shutdown_timeout if timeout is None else timeout
@@ -264,6 +271,12 @@ class EventTracker:
             with self._cv:
                 self._flush_requested = True
                 self._wake.set()
+            # Optional for a Sink: only a sink with a process to start has a start-up to wait.
+            wait_started = getattr(self._sink, "wait_started", None)
+            pending = self._queue or self._inflight
+            if wait_for_sender and wait_started is not None and pending and not self._down():
+                wait_started(STARTUP_TIMEOUT_SECONDS)
+            with self._cv:
                 done = self._cv.wait_for(lambda: not self._queue and not self._inflight, budget)
                 self._flush_requested = False
             if not done:
@@ -285,7 +298,7 @@ class EventTracker:
             return True
         budget = self.config.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
-        done = self.flush(budget)
+        done = self._flush(budget, wait_for_sender=False)
         self._closed = True
         self._stopping = True
         self._wake.set()
