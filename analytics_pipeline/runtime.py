@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from analytics_pipeline.embedded.server import DAGSTER_DATABASE, EmbeddedPostgres
+from analytics_pipeline.embedded.server import EmbeddedPostgres
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.settings import (
     DAGSTER_PG_URL_ENV,
@@ -55,8 +55,7 @@ def environment(*, need_dagster_home: bool = True) -> Iterator[DatabaseSettings]
     if not os.environ.get(OLTP_URL_ENV) or not os.environ.get(DAGSTER_PG_URL_ENV):
         embedded = EmbeddedPostgres(home / "postgres")
         embedded.start()
-        os.environ.setdefault(OLTP_URL_ENV, embedded.url())
-        os.environ.setdefault(DAGSTER_PG_URL_ENV, embedded.url(DAGSTER_DATABASE))
+        embedded.export_default_urls()
     try:
         settings = DatabaseSettings.from_env()
         # Children read the variable itself: hand them the driver dagster-postgres needs.

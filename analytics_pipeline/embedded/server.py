@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from analytics_pipeline.embedded.system_user import SYSTEM_USER, ensure_system_user, grant_traversal
 from analytics_pipeline.errors import EmbeddedPostgresError
+from analytics_pipeline.settings import DAGSTER_PG_URL_ENV, OLTP_URL_ENV
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,12 @@ class EmbeddedPostgres:
             port=self.port,
             database=database,
         ).render_as_string(hide_password=False)
+
+    def export_default_urls(self) -> None:
+        """Make this server the default for whichever of OLTP_DATABASE_URL and DAGSTER_PG_URL is
+        unset, in this process's environment (and so in every child it starts)."""
+        os.environ.setdefault(OLTP_URL_ENV, self.url())
+        os.environ.setdefault(DAGSTER_PG_URL_ENV, self.url(DAGSTER_DATABASE))
 
     @contextlib.contextmanager
     def running(self) -> Iterator[EmbeddedPostgres]:

@@ -7,6 +7,10 @@ authentication, backend start). Profiling the demo run showed connection set-up 
 Dagster's time. This subclass is the same storage with a small pool: at most 1 + 4 connections
 per process, validated before use, recycled every 5 minutes, so that idle processes do not hold
 connections for long. Selected in dagster.yaml (`event_log_storage`).
+
+All three storages (runs, events, schedules) find their database through
+`analytics_pipeline.instance.database`: DAGSTER_PG_URL, else the embedded server, so Dagster's
+own commands work in the project folder with nothing set.
 """
 
 from __future__ import annotations
@@ -14,13 +18,53 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster._core.storage.config import pg_config
+import dagster as dg
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
-from dagster_postgres.utils import (
-    create_pg_engine,
-    get_token_provider_from_config,
-    pg_url_from_config,
-)
+from dagster_postgres.run_storage import PostgresRunStorage
+from dagster_postgres.schedule_storage import PostgresScheduleStorage
+from dagster_postgres.utils import create_pg_engine
+
+from analytics_pipeline.instance.database import instance_database_url
+
+
+def _config_type() -> dict[str, dg.Field]:
+    return {
+        # Optional: without it, DAGSTER_PG_URL, else the embedded server.
+        "postgres_url": dg.Field(dg.StringSource, is_required=False),
+        "should_autocreate_tables": dg.Field(bool, is_required=False, default_value=True),
+    }
+
+
+def _kwargs(inst_data: Any, config_value: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "inst_data": inst_data,
+        "postgres_url": instance_database_url(config_value.get("postgres_url")),
+        "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
+    }
+
+
+class ProjectRunStorage(PostgresRunStorage):
+    """dagster-postgres's run storage on the project's instance database."""
+
+    @classmethod
+    def config_type(cls):
+        return _config_type()
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]):
+        return cls(**_kwargs(inst_data, config_value))
+
+
+class ProjectScheduleStorage(PostgresScheduleStorage):
+    """dagster-postgres's schedule storage on the project's instance database."""
+
+    @classmethod
+    def config_type(cls):
+        return _config_type()
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]):
+        return cls(**_kwargs(inst_data, config_value))
 
 
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
@@ -49,15 +93,10 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
 
     @classmethod
     def config_type(cls):
-        return pg_config()
+        return _config_type()
 
     @classmethod
     def from_config_value(
         cls, inst_data: Any, config_value: Mapping[str, Any]
     ) -> PooledPostgresEventLogStorage:
-        return cls(
-            inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
-            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-            token_provider=get_token_provider_from_config(config_value),
-        )
+        return cls(**_kwargs(inst_data, config_value))
