@@ -57,10 +57,14 @@ def _size(args: argparse.Namespace):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from analytics_pipeline.demo.run import run_demo
+    from analytics_pipeline.history import record_partitions_start
     from analytics_pipeline.runtime import environment
 
     size = _size(args)
+    # Before anything defines the partitions: the date dimension starts where the data starts.
+    record_partitions_start(size.first_day)
+    from analytics_pipeline.demo.run import run_demo
+
     with environment() as settings:
         run_demo(settings, size, log_level="DEBUG" if args.verbose else "WARNING")
     return 0
@@ -68,9 +72,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from analytics_pipeline.demo.loader import load_demo
+    from analytics_pipeline.history import record_partitions_start
     from analytics_pipeline.runtime import environment
 
     size = _size(args)
+    record_partitions_start(size.first_day)
     with environment(need_dagster_home=False) as settings:
         engine = sa.create_engine(settings.oltp_url)
         started = time.perf_counter()
@@ -86,10 +92,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from analytics_pipeline.history import record_start_from_oltp
     from analytics_pipeline.runtime import environment
     from analytics_pipeline.warehouse.migrate import upgrade_database
 
     with environment(need_dagster_home=False) as settings:
+        record_start_from_oltp(settings.oltp_url)
         done = upgrade_database(settings.olap_url)
     print("\n".join(done) if done else "the OLAP schema is up to date")
     return 0
@@ -98,12 +106,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from analytics_pipeline.history import record_start_from_oltp
     from analytics_pipeline.runtime import WORKSPACE_YAML, environment, project_file
     from analytics_pipeline.tenants import register_oltp_tenants
     from analytics_pipeline.warehouse.migrate import upgrade_database
 
     workspace = project_file(WORKSPACE_YAML)
     with environment() as settings:
+        # Read by the Dagster processes this starts, when they define the partitions.
+        record_start_from_oltp(settings.oltp_url)
         upgrade_database(settings.olap_url)
         synced = register_oltp_tenants(settings.oltp_url, dg.DagsterInstance.get())
         if synced is None:

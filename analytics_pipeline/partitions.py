@@ -9,14 +9,14 @@ ids pass `validate_tenant_id` before they become partitions, and nothing else ad
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
-from analytics_pipeline.errors import ConfigurationError, InvalidPartitionKeyError
+from analytics_pipeline.errors import InvalidPartitionKeyError
+from analytics_pipeline.history import partitions_start
 
 TENANT_DIMENSION = "tenant"
 DATE_DIMENSION = "date"
@@ -26,8 +26,6 @@ TENANTS_PARTITIONS_NAME = "tenants"
 # Dagster keys, URLs, file names and log lines alike.
 TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
-START_DATE_ENV = "ANALYTICS_PARTITIONS_START"
-DEFAULT_START_DATE = "2024-01-01"
 
 
 def validate_tenant_id(tenant_id: object) -> str:
@@ -40,18 +38,6 @@ def validate_tenant_id(tenant_id: object) -> str:
             "added."
         )
     return tenant_id
-
-
-def _start_date() -> str:
-    raw = os.environ.get(START_DATE_ENV, DEFAULT_START_DATE)
-    try:
-        dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"{START_DATE_ENV}={raw!r} is not a date; use YYYY-MM-DD (the first day partitions "
-            "exist for)"
-        ) from None
-    return raw
 
 
 def split_tenant_ids(tenant_ids: Iterable[str]) -> tuple[list[str], dict[str, str]]:
@@ -68,9 +54,10 @@ def split_tenant_ids(tenant_ids: Iterable[str]) -> tuple[list[str], dict[str, st
 
 tenant_partitions = dg.DynamicPartitionsDefinition(name=TENANTS_PARTITIONS_NAME)
 
-# end_offset=1 makes today's partition exist, so the current day can be refreshed during the day.
+# It starts where the data starts (analytics_pipeline/history.py); end_offset=1 makes today's
+# partition exist, so the current day can be refreshed during the day.
 daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=_start_date(), timezone="UTC", end_offset=1
+    start_date=partitions_start().isoformat(), timezone="UTC", end_offset=1
 )
 
 tenant_daily_partitions = dg.MultiPartitionsDefinition(

@@ -24,6 +24,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+# In-process tests use fixed 2026 dates: pin the date dimension's start before anything defines
+# the partitions, whatever a developer's own demo recorded in ./.analytics_pipeline (see
+# analytics_pipeline/history.py). Commands the tests run find theirs from their data.
+os.environ.setdefault("ANALYTICS_PARTITIONS_START", "2024-01-01")
+
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.embedded.server import EmbeddedPostgres

@@ -65,6 +65,9 @@ def load(conn: sa.Connection, size: DemoSize) -> LoadReport:
             "id": size.tenant_ids(),
             "name": [f"Tenant {i}" for i in range(1, size.tenants + 1)],
             "status": "active",
+            # Each tenant exists from the first day of its data (where the date dimension starts,
+            # analytics_pipeline/history.py), not from the load.
+            "created_at": pd.Timestamp(size.first_day, tz="UTC"),
         }
     )
     _copy(cursor, "tenants", tenants)
