@@ -27,15 +27,25 @@ TENANTS_PARTITIONS_NAME = "tenants"
 TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
+# What to do about an id that cannot be a key depends on where it came from: each caller says.
+FIX_IN_OLTP = "Rename the tenant in OLTP or map it to a valid key; it was not added."
+FIX_CLI_FILTER = "Check the id given to --tenants; nothing was added or run."
+FIX_PARTITION_KEY = (
+    "The run's partition key was typed or built outside the pipeline: launch it again with a "
+    "registered tenant's key."
+)
 
-def validate_tenant_id(tenant_id: object) -> str:
-    """Return `tenant_id` if it can be a partition key, else raise naming the value and the rule."""
+
+def validate_tenant_id(tenant_id: object, *, fix: str = FIX_IN_OLTP) -> str:
+    """Return `tenant_id` if it can be a partition key, else raise naming the value and the rule.
+
+    `fix` ends the message: what the reader can do where the id came from (FIX_*).
+    """
     if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
         raise InvalidPartitionKeyError(
             f"tenant id {tenant_id!r} cannot be a partition key: it must match "
             f"{TENANT_ID_PATTERN.pattern} (1-64 letters, digits, '_' or '-', starting with a "
-            "letter or digit). Rename the tenant in OLTP or map it to a valid key; it was not "
-            "added."
+            f"letter or digit). {fix}"
         )
     return tenant_id
 
@@ -90,7 +100,7 @@ def parse_partition_keys(keys: Iterable[str | dg.MultiPartitionKey]) -> list[Ten
             if isinstance(key, dg.MultiPartitionKey)
             else tenant_daily_partitions.get_partition_key_from_str(key).keys_by_dimension
         )
-        tenant = validate_tenant_id(dims[TENANT_DIMENSION])
+        tenant = validate_tenant_id(dims[TENANT_DIMENSION], fix=FIX_PARTITION_KEY)
         try:
             day = dt.date.fromisoformat(dims[DATE_DIMENSION])
         except ValueError:
@@ -142,13 +152,15 @@ def range_tags(first: TenantDay, last: TenantDay) -> dict[str, str]:
     }
 
 
-def add_tenants(instance: dg.DagsterInstance, tenant_ids: Iterable[str]) -> list[str]:
+def add_tenants(
+    instance: dg.DagsterInstance, tenant_ids: Iterable[str], *, fix: str = FIX_IN_OLTP
+) -> list[str]:
     """Register tenant partitions, refusing the whole batch if any id is invalid.
 
     Returns the ids that were new. Validation happens before anything is written, so a bad id
-    never leaves a half-added batch behind.
+    never leaves a half-added batch behind. `fix` is as for `validate_tenant_id`.
     """
-    ids = [validate_tenant_id(t) for t in tenant_ids]
+    ids = [validate_tenant_id(t, fix=fix) for t in tenant_ids]
     existing = set(instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME))
     new = [t for t in dict.fromkeys(ids) if t not in existing]
     if new:

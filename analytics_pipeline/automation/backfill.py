@@ -17,6 +17,7 @@ import dagster as dg
 from analytics_pipeline.automation.planning import REASON_TAG, PlannedRun
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.partitions import (
+    FIX_CLI_FILTER,
     TENANTS_PARTITIONS_NAME,
     TenantDay,
     add_tenants,
@@ -83,7 +84,8 @@ def plan_backfill(
             "(ANALYTICS_PARTITIONS_START)"
         )
     if tenants:
-        add_tenants(instance, tenants)  # validates every id first; adds the missing ones
+        # Validates every id first; adds the missing ones.
+        add_tenants(instance, tenants, fix=FIX_CLI_FILTER)
     order = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
     if not order:
         raise ConfigurationError(
