@@ -108,6 +108,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     from analytics_pipeline.history import record_start_from_oltp
     from analytics_pipeline.runtime import WORKSPACE_YAML, environment, project_file
+    from analytics_pipeline.sources.schema import NO_TABLES_YET
     from analytics_pipeline.tenants import register_oltp_tenants
     from analytics_pipeline.warehouse.migrate import upgrade_database
 
@@ -118,11 +119,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         upgrade_database(settings.olap_url)
         synced = register_oltp_tenants(settings.oltp_url, dg.DagsterInstance.get())
         if synced is None:
-            print(
-                "the OLTP database has no tables yet: run `analytics-pipeline demo` to load "
-                "demo data",
-                file=sys.stderr,
-            )
+            print(NO_TABLES_YET, file=sys.stderr)
         else:
             for tenant_id, why in synced.invalid.items():
                 print(f"skipped tenant {tenant_id!r}: {why}", file=sys.stderr)
