@@ -45,7 +45,7 @@ def observe_sources(
     """Observations of the sources whose row count or latest change moved since `previous`
     (source -> {"rows", "latest_change"}), and the new state."""
     names = [t.name for t in oltp_metadata.sorted_tables]
-    rows = dict(conn.execute(_STATS, {"names": names}).tuples().all())
+    rows = {name: n for name, n in conn.execute(_STATS, {"names": names})}
     state: dict[str, dict] = {}
     events = []
     for table in oltp_metadata.sorted_tables:
