@@ -73,6 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from analytics_pipeline.demo.loader import load_demo
     from analytics_pipeline.history import record_partitions_start
+    from analytics_pipeline.progress import reporting
     from analytics_pipeline.runtime import environment
 
     size = _size(args)
@@ -80,8 +81,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     with environment(need_dagster_home=False) as settings:
         engine = sa.create_engine(settings.oltp_url)
         started = time.perf_counter()
-        with engine.begin() as conn:
-            report = load_demo(conn, size)
+        with (
+            engine.begin() as conn,
+            reporting("OLTP load", size.tenants, "tenants") as progress,
+        ):
+            report = load_demo(conn, size, on_tenant=lambda rows: progress.advance(1, rows))
         engine.dispose()
     if report is None:
         print("that dataset is already loaded; nothing to do")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from analytics_pipeline.automation.planning import REASON_TAG, PlannedRun
 from analytics_pipeline.errors import ConfigurationError
@@ -23,6 +24,7 @@ from analytics_pipeline.partitions import (
     add_tenants,
     daily_partitions,
 )
+from analytics_pipeline.progress import watching_run
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
 
@@ -116,15 +118,22 @@ def run_backfill(
     echo: Callable[[str], None] = print,
 ) -> list[BackfillRun]:
     done = []
-    for group, run in plans:
+    order = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
+    for i, (group, run) in enumerate(plans, start=1):
         request = run.request("backfill")
-        result = job.execute_in_process(
-            instance=instance,
-            tags={**request.tags, REASON_TAG: "backfill"},
-            asset_selection=request.asset_selection,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
+        tenants = order.index(run.last.tenant_id) - order.index(run.first.tenant_id) + 1
+        days = (run.last.day - run.first.day).days + 1
+        run_id = make_new_run_id()
+        label = f"backfill {i}/{len(plans)} ({group})"
+        with watching_run(instance, run_id, label, tenants * days * len(run.assets)):
+            result = job.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags={**request.tags, REASON_TAG: "backfill"},
+                asset_selection=request.asset_selection,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
         echo(
             f"{group}: {', '.join(run.assets)} for {run.first.tenant_id}..{run.last.tenant_id} "
             f"x {run.first.day}..{run.last.day}: run {result.run_id} "

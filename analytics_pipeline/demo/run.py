@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.utils import make_new_run_id
 
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.errors import AnalyticsPipelineError
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay, range_tags
+from analytics_pipeline.progress import reporting, watching_run
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.settings import DatabaseSettings
@@ -41,8 +43,11 @@ def run_demo(
     olap_engine = sa.create_engine(settings.olap_url)
     try:
         started = time.perf_counter()
-        with oltp_engine.begin() as conn:
-            report = load_demo(conn, size)
+        with (
+            oltp_engine.begin() as conn,
+            reporting("OLTP load", size.tenants, "tenants") as progress,
+        ):
+            report = load_demo(conn, size, on_tenant=lambda rows: progress.advance(1, rows))
         if report is None:
             echo(f"OLTP: demo dataset already loaded (seed {size.seed}), reusing it")
         else:
@@ -69,16 +74,19 @@ def run_demo(
         last = TenantDay(in_range[-1], end_day)
         tags = range_tags(first, last)
         started = time.perf_counter()
-        result = defs.get_job_def(MAIN_JOB).execute_in_process(
-            instance=instance,
-            tags=tags,
-            raise_on_error=True,
-            # The run's full event log is in the Dagster UI; the terminal gets the summary.
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
-        seconds = time.perf_counter() - started
         span = ordered.index(last.tenant_id) - ordered.index(first.tenant_id) + 1
         partitions = span * days
+        run_id = make_new_run_id()
+        with watching_run(instance, run_id, "Dagster run", partitions * len(REGISTRY)):
+            result = defs.get_job_def(MAIN_JOB).execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags=tags,
+                raise_on_error=True,
+                # The run's full event log is in the Dagster UI; the terminal gets the summary.
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            )
+        seconds = time.perf_counter() - started
         echo(
             f"Dagster run {result.run_id}: {partitions:,} partitions "
             f"({span} tenants x {days} days, {size.first_day}..{end_day}) "
