@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from analytics_pipeline.rollups.tables import REGISTRY
-from analytics_pipeline_tests.conftest import DevServer
+from analytics_pipeline_tests.conftest import DEV_DAYS, DevServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -44,7 +44,11 @@ SKIP_COMMUNITY_DIALOG = "window.localStorage.setItem('communityNux', JSON.string
 
 # The partition the browser materializes: one the GraphQL test never touches (see conftest.py).
 TENANT = "tenant-002"
-DAY = "2026-03-29"
+DAY = DEV_DAYS[0].isoformat()
+# The demo's partitions per asset: two tenants x (its three days and today).
+DEMO_PARTITIONS = 2 * (len(DEV_DAYS) + 1)
+STALE_ASSET = "analytics/warmup_analytics"
+FRESHNESS_TIMEOUT_MS = 240_000
 PARTITION = f"{DAY}|{TENANT}"
 ASSET = "analytics/campaign_analytics"
 RUN_TIMEOUT_S = 240
@@ -115,14 +119,59 @@ def test_materialize_one_partition_in_the_browser(dev_server: DevServer, tmp_pat
             expect.set_options(timeout=STEP_TIMEOUT_MS)
             tour = Tour(context.new_page(), shots, dev_server)
             with tour.explained():
+                _read_the_catalog(tour)
                 _read_the_lineage(tour)
+                _read_the_column_lineage(tour)
                 _open_the_partitions(tour)
                 run_id = _launch_one_partition(tour)
                 _wait_for_success(tour, run_id)
                 rows_shown = _see_the_materialization(tour, run_id)
                 _check_what_the_run_wrote(dev_server, run_id, rows_shown)
+                _see_a_late_asset_fail_its_freshness(tour)
         finally:
             browser.close()
+
+
+def _read_the_catalog(tour: Tour) -> None:
+    """After the demo, every OLAP asset reads fully materialized: the date dimension starts on
+    the demo's first day, and the demo materialized every partition up to today."""
+    page = tour.page
+    page.goto("/assets")
+    for rollup in REGISTRY:
+        row = page.get_by_role("row").filter(has_text=f"analytics / {rollup.name}")
+        expect(row).to_contain_text(f"{DEMO_PARTITIONS} partitions")
+        # "All" materialized: none missing, none failed.
+        expect(row).to_contain_text(re.compile(r"\bAll\b"))
+    tour.shot("catalog")
+
+
+def _read_the_column_lineage(tour: Tour) -> None:
+    """Each column of an OLAP table names the OLTP columns it is computed from."""
+    page = tour.page
+    page.goto(f"/assets/{ASSET}")
+    delivered = page.get_by_role("row").filter(
+        has=page.get_by_role("cell", name="delivered", exact=True)
+    )
+    expect(delivered).to_contain_text("From OLTP: emails.sent_at, status.")
+    expect(page.get_by_text("Freshness policy")).to_be_visible()
+    page.get_by_text("Columns", exact=True).first.scroll_into_view_if_needed()
+    tour.shot("columns")
+
+
+def _see_a_late_asset_fail_its_freshness(tour: Tour) -> None:
+    """An asset whose latest refresh is two hours old shows its freshness policy failed."""
+    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    tour.server.record_materialization(STALE_ASSET.split("/"), f"{DAY}|tenant-001", two_hours_ago)
+    page = tour.page
+    page.goto(f"/assets/{STALE_ASSET}")
+    status = page.get_by_text("Freshness policy").locator("..")
+    deadline = time.monotonic() + FRESHNESS_TIMEOUT_MS / 1000
+    # The daemon judges freshness every 30 s; the page shows what it last recorded.
+    while time.monotonic() < deadline and "Failed" not in status.inner_text():
+        time.sleep(5)
+        page.reload()
+    expect(status).to_contain_text("Failed")
+    tour.shot("stale")
 
 
 def _read_the_lineage(tour: Tour) -> None:
