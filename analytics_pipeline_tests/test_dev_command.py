@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from analytics_pipeline_tests.conftest import ASSET_NODES, DEV_DAYS, DevServer
 
 _, DAY2, DAY3 = (d.isoformat() for d in DEV_DAYS)
+# Generous: the runs queue behind whatever the daemon's schedules started, on a busy machine.
+RUN_TIMEOUT_S = 600
 
 
 def _launch_runs_with_the_graphql_client(server: DevServer) -> None:
@@ -40,7 +42,7 @@ def _launch_runs_with_the_graphql_client(server: DevServer) -> None:
         **target,
     )
     done = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
         statuses = {run: client.get_run_status(run) for run in (one, span)}
         if set(statuses.values()) <= done:

@@ -43,31 +43,27 @@ def _kwargs(inst_data: Any, config_value: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class ProjectRunStorage(PostgresRunStorage):
+class _ProjectDatabase:
+    """Configuration shared by the three storages: the URL from `instance_database_url`."""
+
+    @classmethod
+    def config_type(cls):
+        return _config_type()
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]):
+        return cls(**_kwargs(inst_data, config_value))
+
+
+class ProjectRunStorage(_ProjectDatabase, PostgresRunStorage):
     """dagster-postgres's run storage on the project's instance database."""
 
-    @classmethod
-    def config_type(cls):
-        return _config_type()
 
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]):
-        return cls(**_kwargs(inst_data, config_value))
-
-
-class ProjectScheduleStorage(PostgresScheduleStorage):
+class ProjectScheduleStorage(_ProjectDatabase, PostgresScheduleStorage):
     """dagster-postgres's schedule storage on the project's instance database."""
 
-    @classmethod
-    def config_type(cls):
-        return _config_type()
 
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]):
-        return cls(**_kwargs(inst_data, config_value))
-
-
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+class PooledPostgresEventLogStorage(_ProjectDatabase, PostgresEventLogStorage):
     """PostgresEventLogStorage with a connection pool instead of a connection per event."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -90,13 +86,3 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         # daemon) creates and disposes would keep its idle connections open.
         super().dispose()
         self._engine.dispose()
-
-    @classmethod
-    def config_type(cls):
-        return _config_type()
-
-    @classmethod
-    def from_config_value(
-        cls, inst_data: Any, config_value: Mapping[str, Any]
-    ) -> PooledPostgresEventLogStorage:
-        return cls(**_kwargs(inst_data, config_value))
