@@ -8,6 +8,7 @@ no server running behind it, and refuse to overwrite a database it did not fill.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,10 @@ def test_demo_on_embedded_default(tmp_path):
     # the first (recorded in the home), so the demo tenants have no partition left missing.
     assert "10 partitions (2 tenants x 5 days, 2026-03-28..2026-04-01)" in first.stdout
     assert (tmp_path / "partitions_start").read_text() == "2026-03-28\n"
+    # Progress, as plain lines (stderr is not a terminal): the load per tenant, then the run's
+    # materializations (10 partitions x 7 tables), each ending complete.
+    assert re.search(r"^OLTP load: 2/2 tenants, [\d,]+ rows, [\d.]+s$", first.stderr, re.M)
+    assert re.search(r"^Dagster run: 70/70 asset partitions, [\d.]+s$", first.stderr, re.M)
     assert "matches the" in first.stdout and "DOES NOT MATCH" not in first.stdout
     assert not EmbeddedPostgres(tmp_path / "postgres").is_running()
     # The README's first command prints its summary, not every event the run tracked (the
