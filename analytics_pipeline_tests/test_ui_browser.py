@@ -1,11 +1,13 @@
 """The Dagster UI, end to end, in a real browser (Chromium driven by Playwright).
 
-Why: the README's UI tour tells users to read the lineage and to materialize one (tenant, date)
-partition by clicking through the UI. The GraphQL test (test_dev_command.py) proves the API; only
-a browser proves that the pages render on our definitions, that the launch dialog's partition
-selection turns into a run of exactly the chosen partition, and that this run's rows land in
-PostgreSQL stamped with its id, touching nothing else. It saves a screenshot of each stage, in
-ANALYTICS_UI_SCREENSHOTS if set; the README's UI tour shows four of them, taken with:
+Why: the README's UI tour tells users to read the catalog (fully materialized after a demo), the
+lineage and each column's OLTP sources, to materialize one (tenant, date) partition by clicking
+through the UI, and to see a late asset fail its freshness policy. The GraphQL test
+(test_dev_command.py) proves the API; only a browser proves that the pages render on our
+definitions, that the launch dialog's partition selection turns into a run of exactly the chosen
+partition, and that this run's rows land in PostgreSQL stamped with its id, touching nothing else.
+It saves a screenshot of each stage, in ANALYTICS_UI_SCREENSHOTS if set; the README's UI tour
+shows seven of them, taken with:
 
     ANALYTICS_UI_SCREENSHOTS=docs/images \
         .venv/bin/pytest analytics_pipeline_tests/test_ui_browser.py
