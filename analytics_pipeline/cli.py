@@ -61,6 +61,10 @@ def _size(args: argparse.Namespace):
 def cmd_demo(args: argparse.Namespace) -> int:
     # Checked before the slow start-up (Dagster's imports, the embedded server).
     size = _size(args)
+    from analytics_pipeline.history import record_partitions_start
+
+    # Before anything defines the partitions: the date dimension starts where the data starts.
+    record_partitions_start(size.first_day)
     from analytics_pipeline.partitions import check_days_in_partitions
 
     check_days_in_partitions(size.first_day, size.last_day, what="the demo (--days, --end-date)")
@@ -74,14 +78,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from analytics_pipeline.demo.loader import load_demo
+    from analytics_pipeline.history import record_partitions_start
+    from analytics_pipeline.progress import reporting
     from analytics_pipeline.runtime import environment
 
     size = _size(args)
+    record_partitions_start(size.first_day)
     with environment(need_dagster_home=False) as settings:
         engine = sa.create_engine(settings.oltp_loader_url)
         started = time.perf_counter()
-        with engine.begin() as conn:
-            report = load_demo(conn, size)
+        with (
+            engine.begin() as conn,
+            reporting("OLTP load", size.tenants, "tenants") as progress,
+        ):
+            report = load_demo(conn, size, on_tenant=lambda rows: progress.advance(1, rows))
         engine.dispose()
     if report is None:
         print("that dataset is already loaded; nothing to do")
@@ -92,10 +102,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from analytics_pipeline.history import record_start_from_oltp
     from analytics_pipeline.runtime import environment
     from analytics_pipeline.warehouse.migrate import upgrade_database
 
     with environment(need_dagster_home=False) as settings:
+        record_start_from_oltp(settings.oltp_url)
         done = upgrade_database(settings.olap_url)
     print("\n".join(done) if done else "the OLAP schema is up to date")
     return 0
@@ -104,20 +116,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from analytics_pipeline.runtime import WORKSPACE_YAML, environment, project_file
+    from analytics_pipeline.history import record_start_from_oltp
+    from analytics_pipeline.runtime import WORKSPACE_YAML, environment, project_file, state_home
+    from analytics_pipeline.settings import HOME_ENV
+    from analytics_pipeline.sources.schema import NO_TABLES_YET
     from analytics_pipeline.tenants import register_oltp_tenants
     from analytics_pipeline.warehouse.migrate import upgrade_database
 
     workspace = project_file(WORKSPACE_YAML)
     with environment() as settings:
+        # Read by the Dagster processes this starts, when they define the partitions.
+        record_start_from_oltp(settings.oltp_url)
         upgrade_database(settings.olap_url)
         synced = register_oltp_tenants(settings.oltp_url, dg.DagsterInstance.get())
         if synced is None:
-            print(
-                "the OLTP database has no tables yet: run `analytics-pipeline demo` to load "
-                "demo data",
-                file=sys.stderr,
-            )
+            print(NO_TABLES_YET, file=sys.stderr)
         else:
             for tenant_id, why in synced.invalid.items():
                 print(f"skipped tenant {tenant_id!r}: {why}", file=sys.stderr)
@@ -135,7 +148,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         # and make dagster dev deaf to SIGTERM and Ctrl-C alike.
         signal.signal(signal.SIGTERM, _forward)
         signal.signal(signal.SIGINT, _forward)
-        children.append(subprocess.Popen(cmd))
+        # From Dagster's home (which holds the copy of dagster.yaml): dagster dev warns that a
+        # dagster.yaml in its working folder "will not be used" whenever the two differ.
+        dagster_home = os.environ["DAGSTER_HOME"]
+        os.environ[HOME_ENV] = str(state_home())
+        children.append(subprocess.Popen(cmd, cwd=dagster_home))
         # Leaving the `with` stops the embedded server, once dagster dev has exited.
         return children[0].wait()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
 from analytics_pipeline.assets.rollups import build_rollup_asset
 from analytics_pipeline.assets.sources import source_specs
+from analytics_pipeline.automation.observations import source_observation_sensor
 from analytics_pipeline.automation.schedules import daily_refresh, intraday_refresh
 from analytics_pipeline.automation.sensors import (
     late_data_sensor,
@@ -20,6 +22,9 @@ from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.settings import OLAP_URL_ENV, OLTP_URL_ENV
+
+GIT_URL_ENV = "ANALYTICS_GIT_URL"
+GIT_BRANCH_ENV = "ANALYTICS_GIT_BRANCH"
 
 rollup_assets = [build_rollup_asset(r) for r in REGISTRY]
 
@@ -44,11 +49,29 @@ def _resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
+def _with_code_links(assets: list) -> list:
+    """With ANALYTICS_GIT_URL (e.g. https://github.com/org/repo), each asset's code reference
+    links to its file in that repository (branch ANALYTICS_GIT_BRANCH, default main) instead of
+    the local path."""
+    git_url = os.environ.get(GIT_URL_ENV)
+    if not git_url:
+        return assets
+    return dg.link_code_references_to_git(
+        assets,
+        git_url=git_url,
+        git_branch=os.environ.get(GIT_BRANCH_ENV, "main"),
+        file_path_mapping=dg.AnchorBasedFilePathMapping(
+            local_file_anchor=Path(__file__).resolve().parents[1],
+            file_anchor_path_in_repository="",
+        ),
+    )
+
+
 defs = dg.Definitions(
-    assets=[*source_specs, *rollup_assets],
+    assets=_with_code_links([dg.AssetsDefinition(specs=source_specs), *rollup_assets]),
     jobs=[refresh_analytics_job, enforce_retention],
     schedules=[daily_refresh, intraday_refresh, retention_schedule],
-    sensors=[tenant_sensor, late_data_sensor, run_failure_sensor],
+    sensors=[tenant_sensor, late_data_sensor, run_failure_sensor, source_observation_sensor],
     resources=_resources(),
     # ANALYTICS_EXECUTOR: multiprocess (default) or celery (docs/DEPLOYMENT.md).
     executor=resolve_executor(),

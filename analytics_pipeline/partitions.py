@@ -9,7 +9,6 @@ ids pass `validate_tenant_id` before they become partitions, and nothing else ad
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from analytics_pipeline.errors import ConfigurationError, InvalidPartitionKeyError
+from analytics_pipeline.history import START_DATE_ENV, partitions_start
 
 TENANT_DIMENSION = "tenant"
 DATE_DIMENSION = "date"
@@ -26,44 +26,41 @@ TENANTS_PARTITIONS_NAME = "tenants"
 # Dagster keys, URLs, file names and log lines alike.
 TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
-START_DATE_ENV = "ANALYTICS_PARTITIONS_START"
-DEFAULT_START_DATE = "2024-01-01"
+
+# What to do about an id that cannot be a key depends on where it came from: each caller says.
+FIX_IN_OLTP = "Rename the tenant in OLTP or map it to a valid key; it was not added."
+FIX_CLI_FILTER = "Check the id given to --tenants; nothing was added or run."
+FIX_PARTITION_KEY = (
+    "The run's partition key was typed or built outside the pipeline: launch it again with a "
+    "registered tenant's key."
+)
 
 
-def validate_tenant_id(tenant_id: object) -> str:
-    """Return `tenant_id` if it can be a partition key, else raise naming the value and the rule."""
+def validate_tenant_id(tenant_id: object, *, fix: str = FIX_IN_OLTP) -> str:
+    """Return `tenant_id` if it can be a partition key, else raise naming the value and the rule.
+
+    `fix` ends the message: what the reader can do where the id came from (FIX_*).
+    """
     if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
         raise InvalidPartitionKeyError(
             f"tenant id {tenant_id!r} cannot be a partition key: it must match "
             f"{TENANT_ID_PATTERN.pattern} (1-64 letters, digits, '_' or '-', starting with a "
-            "letter or digit). Rename the tenant in OLTP or map it to a valid key; it was not "
-            "added."
+            f"letter or digit). {fix}"
         )
     return tenant_id
-
-
-def _start_date() -> str:
-    raw = os.environ.get(START_DATE_ENV, DEFAULT_START_DATE)
-    try:
-        dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"{START_DATE_ENV}={raw!r} is not a date; use YYYY-MM-DD (the first day partitions "
-            "exist for)"
-        ) from None
-    return raw
 
 
 def check_days_in_partitions(first_day: dt.date, last_day: dt.date, *, what: str) -> None:
     """Refuse a day range that has no date partitions, naming the bounds (instead of Dagster's
     CheckError from deep inside a run). `what` says where the days came from (an option)."""
-    start = dt.date.fromisoformat(_start_date())
+    start = partitions_start()
     # end_offset=1 below: the last partition is today (UTC).
     today = dt.datetime.now(dt.UTC).date()
     if first_day < start:
         raise ConfigurationError(
             f"{what} starts on {first_day}, before the first partition {start} "
-            f"({START_DATE_ENV}): pick a later day, or set {START_DATE_ENV} earlier"
+            f"({START_DATE_ENV} or the recorded start, docs/OPERATIONS.md): pick a later day, "
+            f"or set {START_DATE_ENV} earlier"
         )
     if last_day > today:
         raise ConfigurationError(
@@ -89,9 +86,10 @@ tenant_partitions = dg.DynamicPartitionsDefinition(name=TENANTS_PARTITIONS_NAME)
 OFFBOARDED_PARTITIONS_NAME = "offboarded_tenants"
 offboarded_tenants = dg.DynamicPartitionsDefinition(name=OFFBOARDED_PARTITIONS_NAME)
 
-# end_offset=1 makes today's partition exist, so the current day can be refreshed during the day.
+# It starts where the data starts (analytics_pipeline/history.py); end_offset=1 makes today's
+# partition exist, so the current day can be refreshed during the day.
 daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=_start_date(), timezone="UTC", end_offset=1
+    start_date=partitions_start().isoformat(), timezone="UTC", end_offset=1
 )
 
 tenant_daily_partitions = dg.MultiPartitionsDefinition(
@@ -120,7 +118,7 @@ def parse_partition_key(key: str | dg.MultiPartitionKey) -> TenantDay:
         if isinstance(key, dg.MultiPartitionKey)
         else tenant_daily_partitions.get_partition_key_from_str(key).keys_by_dimension
     )
-    tenant = validate_tenant_id(dims[TENANT_DIMENSION])
+    tenant = validate_tenant_id(dims[TENANT_DIMENSION], fix=FIX_PARTITION_KEY)
     try:
         day = dt.date.fromisoformat(dims[DATE_DIMENSION])
     except ValueError:
@@ -187,13 +185,15 @@ def range_tags(first: TenantDay, last: TenantDay) -> dict[str, str]:
     }
 
 
-def add_tenants(instance: dg.DagsterInstance, tenant_ids: Iterable[str]) -> list[str]:
+def add_tenants(
+    instance: dg.DagsterInstance, tenant_ids: Iterable[str], *, fix: str = FIX_IN_OLTP
+) -> list[str]:
     """Register tenant partitions, refusing the whole batch if any id is invalid.
 
     Returns the ids that were new. Validation happens before anything is written, so a bad id
-    never leaves a half-added batch behind.
+    never leaves a half-added batch behind. `fix` is as for `validate_tenant_id`.
     """
-    ids = [validate_tenant_id(t) for t in tenant_ids]
+    ids = [validate_tenant_id(t, fix=fix) for t in tenant_ids]
     existing = set(instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME))
     new = [t for t in dict.fromkeys(ids) if t not in existing]
     if new:

@@ -20,15 +20,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from analytics_pipeline.embedded.roles import READER, WRITER
-from analytics_pipeline.embedded.server import DAGSTER_DATABASE, EmbeddedPostgres
+from analytics_pipeline.embedded.server import EmbeddedPostgres
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.resources.connection_errors import connection_problem
 from analytics_pipeline.resources.oltp_role import preflight
 from analytics_pipeline.settings import (
     DAGSTER_PG_URL_ENV,
     HOME_ENV,
-    OLAP_URL_ENV,
     OLTP_URL_ENV,
     DatabaseSettings,
     normalize_database_url,
@@ -84,14 +82,7 @@ def environment(*, need_dagster_home: bool = True) -> Iterator[DatabaseSettings]
     if not os.environ.get(OLTP_URL_ENV) or not os.environ.get(DAGSTER_PG_URL_ENV):
         embedded = EmbeddedPostgres(home / "postgres")
         embedded.start()
-        if not os.environ.get(OLTP_URL_ENV):
-            # The pipeline reads OLTP as a role PostgreSQL stops from writing, and writes OLAP
-            # as another that may not write the product's tables either; only the demo loader
-            # (standing in for the product) writes OLTP, as the superuser.
-            os.environ[OLTP_URL_ENV] = embedded.url(role=READER)
-            os.environ.setdefault(OLAP_URL_ENV, embedded.url(role=WRITER))
-            demo_loader = embedded.url()
-        os.environ.setdefault(DAGSTER_PG_URL_ENV, embedded.url(DAGSTER_DATABASE))
+        demo_loader = embedded.export_default_urls()
     try:
         settings = DatabaseSettings.from_env()
         if demo_loader is not None:

@@ -24,9 +24,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+# In-process tests use fixed 2026 dates: pin the date dimension's start before anything defines
+# the partitions, whatever a developer's own demo recorded in ./.analytics_pipeline (see
+# analytics_pipeline/history.py). Commands the tests run find theirs from their data.
+os.environ.setdefault("ANALYTICS_PARTITIONS_START", "2024-01-01")
+
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
-from analytics_pipeline.embedded.server import EmbeddedPostgres
+from analytics_pipeline.embedded.server import DAGSTER_DATABASE, EmbeddedPostgres
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.sources.schema import create_oltp_schema
@@ -171,10 +176,15 @@ def fresh_url(databases: Databases) -> str:
 
 # -- `analytics-pipeline dev`, shared -------------------------------------------------------------
 
-# The demo behind the dev server: tenant-001 and tenant-002, 2026-03-29..2026-03-31. The GraphQL
-# client test (test_dev_command) refreshes tenant-001 on 03-30..31; the browser test
-# (test_ui_browser) materializes tenant-002 on 03-29, so neither run rewrites the other's rows.
-DEV_DEMO = ["--tenants", "2", "--days", "3", "--emails-per-day", "30", "--end-date", "2026-03-31"]
+# The demo behind the dev server: tenant-001 and tenant-002, the three days up to yesterday (UTC)
+# and today, as `analytics-pipeline demo` does by default: its date dimension then starts on the
+# first day, and the catalog of the fresh demo has no partition missing (a session that crosses
+# midnight UTC sees one new, unmaterialized day). The GraphQL client test (test_dev_command)
+# refreshes tenant-001 on the last two days; the browser test (test_ui_browser) materializes
+# tenant-002 on the first, so neither run rewrites the other's rows.
+DEV_LAST_DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+DEV_DAYS = [DEV_LAST_DAY - dt.timedelta(days=n) for n in (2, 1, 0)]
+DEV_DEMO = ["--tenants", "2", "--days", "3", "--emails-per-day", "30"]
 ASSET_NODES = "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }"
 
 
@@ -259,6 +269,41 @@ class DevServer:
 
     def embedded(self) -> EmbeddedPostgres:
         return EmbeddedPostgres(self.home / "postgres")
+
+    def record_materialization(self, key: list[str], partition: str, at: dt.datetime) -> None:
+        """Store, in the server's instance, a materialization of `key` that happened `at`: what
+        a refresh that stopped running leaves as the asset's latest (the freshness tests)."""
+        from dagster import AssetKey, AssetMaterialization, DagsterInstance
+        from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+        from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+
+        embedded = self.embedded()
+        embedded.start()  # attaches as a guest: the dev command owns the server
+        url = embedded.url(DAGSTER_DATABASE)
+        home = self.home / "test_instance"
+        home.mkdir(exist_ok=True)
+        (home / "dagster.yaml").write_text(
+            "".join(
+                f"{kind}:\n  module: analytics_pipeline.instance.storage\n  class: {cls}\n"
+                f"  config:\n    postgres_url: {json.dumps(url)}\n"
+                for kind, cls in (
+                    ("run_storage", "ProjectRunStorage"),
+                    ("event_log_storage", "PooledPostgresEventLogStorage"),
+                    ("schedule_storage", "ProjectScheduleStorage"),
+                )
+            )
+        )
+        materialization = AssetMaterialization(asset_key=AssetKey(key), partition=partition)
+        with DagsterInstance.from_config(str(home)) as instance:
+            instance.report_dagster_event(
+                run_id=RUNLESS_RUN_ID,
+                dagster_event=DagsterEvent(
+                    event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+                    event_specific_data=StepMaterializationData(materialization),
+                    job_name=RUNLESS_JOB_NAME,
+                ),
+                timestamp=at.timestamp(),
+            )
 
     def log_tail(self, lines: int = 60) -> str:
         self._log.flush()

@@ -8,6 +8,7 @@ no server running behind it, and refuse to overwrite a database it did not fill.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,15 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"OLTP_DATABASE_URL", "OLAP_DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"}
+        if k
+        not in {
+            "OLTP_DATABASE_URL",
+            "OLAP_DATABASE_URL",
+            "DAGSTER_PG_URL",
+            "DAGSTER_HOME",
+            # conftest pins it for in-process tests; commands find it from their data.
+            "ANALYTICS_PARTITIONS_START",
+        }
     }
     env["ANALYTICS_PIPELINE_HOME"] = str(home)
     env.update(extra)
@@ -42,7 +51,14 @@ def test_demo_on_embedded_default(tmp_path):
     first = _run(["demo", *size], _env(tmp_path))
     assert first.returncode == 0, first.stderr
     assert "OLTP: loaded" in first.stdout
-    assert "8 partitions (2 tenants x 4 days, 2026-03-28..2026-03-31)" in first.stdout
+    # The data's four days and the day after (the data's "today"): the date dimension starts on
+    # the first (recorded in the home), so the demo tenants have no partition left missing.
+    assert "10 partitions (2 tenants x 5 days, 2026-03-28..2026-04-01)" in first.stdout
+    assert (tmp_path / "partitions_start").read_text() == "2026-03-28\n"
+    # Progress, as plain lines (stderr is not a terminal): the load per tenant, then the run's
+    # materializations (10 partitions x 7 tables), each ending complete.
+    assert re.search(r"^OLTP load: 2/2 tenants, [\d,]+ rows, [\d.]+s$", first.stderr, re.M)
+    assert re.search(r"^Dagster run: 70/70 asset partitions, [\d.]+s$", first.stderr, re.M)
     assert "matches the" in first.stdout and "DOES NOT MATCH" not in first.stdout
     assert not EmbeddedPostgres(tmp_path / "postgres").is_running()
     # The README's first command prints its summary, not every event the run tracked (the

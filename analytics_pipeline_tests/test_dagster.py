@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster_postgres.run_storage import PostgresRunStorage
 
 from analytics_pipeline.partitions import TenantDay, add_tenants, parse_partition_key, range_tags
 from analytics_pipeline_tests.conftest import TEST_SIZE
@@ -96,8 +97,10 @@ def test_range_run_on_postgres_backed_instance(defs, shared_url, databases, tmp_
     monkeypatch.setenv("DAGSTER_PG_URL", dagster_db.render_as_string(hide_password=False))
     shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert isinstance(instance.run_storage, PostgresRunStorage)
         assert type(instance.event_log_storage).__name__ == "PooledPostgresEventLogStorage"
+        # On the database of DAGSTER_PG_URL, not the embedded fallback.
+        assert sa.make_url(instance.run_storage.postgres_url).database == dagster_db.database
         add_tenants(instance, TEST_SIZE.tenant_ids())
         first = TenantDay("tenant-001", dt.date(2026, 3, 20))
         last = TenantDay("tenant-002", dt.date(2026, 3, 24))

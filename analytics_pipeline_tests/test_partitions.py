@@ -14,11 +14,13 @@ import pytest
 
 from analytics_pipeline.errors import InvalidPartitionKeyError
 from analytics_pipeline.partitions import (
+    FIX_CLI_FILTER,
     TENANTS_PARTITIONS_NAME,
     TenantDay,
     TenantWindow,
     add_tenants,
     parse_partition_keys,
+    split_tenant_ids,
     to_windows,
     validate_tenant_id,
 )
@@ -39,6 +41,19 @@ def test_invalid_tenant_ids_are_refused_naming_the_value(bad):
         validate_tenant_id(bad)
     assert repr(bad) in str(err.value)
     assert "it was not" in str(err.value)
+
+
+def test_the_advice_fits_where_the_id_came_from():
+    """A tenant read from OLTP, one typed on the command line and one inside a run's partition
+    key each get the advice that fits: a --tenants typo must not be told to rename a tenant."""
+    with pytest.raises(InvalidPartitionKeyError) as from_cli:
+        validate_tenant_id("evil|corp", fix=FIX_CLI_FILTER)
+    assert "--tenants" in str(from_cli.value) and "OLTP" not in str(from_cli.value)
+    with pytest.raises(InvalidPartitionKeyError) as from_key:
+        parse_partition_keys([dg.MultiPartitionKey({"tenant": "a b", "date": "2026-03-01"})])
+    assert "partition key" in str(from_key.value) and "OLTP" not in str(from_key.value)
+    _, invalid = split_tenant_ids(["a b"])
+    assert "Rename the tenant in OLTP" in invalid["a b"]
 
 
 def test_a_batch_with_one_bad_id_adds_nothing():

@@ -1,11 +1,13 @@
 """The Dagster UI, end to end, in a real browser (Chromium driven by Playwright).
 
-Why: the README's UI tour tells users to read the lineage and to materialize one (tenant, date)
-partition by clicking through the UI. The GraphQL test (test_dev_command.py) proves the API; only
-a browser proves that the pages render on our definitions, that the launch dialog's partition
-selection turns into a run of exactly the chosen partition, and that this run's rows land in
-PostgreSQL stamped with its id, touching nothing else. It saves a screenshot of each stage, in
-ANALYTICS_UI_SCREENSHOTS if set; the README's UI tour shows four of them, taken with:
+Why: the README's UI tour tells users to read the catalog (fully materialized after a demo), the
+lineage and each column's OLTP sources, to materialize one (tenant, date) partition by clicking
+through the UI, and to see a late asset fail its freshness policy. The GraphQL test
+(test_dev_command.py) proves the API; only a browser proves that the pages render on our
+definitions, that the launch dialog's partition selection turns into a run of exactly the chosen
+partition, and that this run's rows land in PostgreSQL stamped with its id, touching nothing else.
+It saves a screenshot of each stage, in ANALYTICS_UI_SCREENSHOTS if set; the README's UI tour
+shows seven of them, taken with:
 
     ANALYTICS_UI_SCREENSHOTS=docs/images \
         .venv/bin/pytest analytics_pipeline_tests/test_ui_browser.py
@@ -27,7 +29,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from analytics_pipeline.rollups.tables import REGISTRY
-from analytics_pipeline_tests.conftest import DevServer
+from analytics_pipeline_tests.conftest import DEV_DAYS, DevServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -44,10 +46,14 @@ SKIP_COMMUNITY_DIALOG = "window.localStorage.setItem('communityNux', JSON.string
 
 # The partition the browser materializes: one the GraphQL test never touches (see conftest.py).
 TENANT = "tenant-002"
-DAY = "2026-03-29"
+DAY = DEV_DAYS[0].isoformat()
+# The demo's partitions per asset: two tenants x (its three days and today).
+DEMO_PARTITIONS = 2 * (len(DEV_DAYS) + 1)
+STALE_ASSET = "analytics/warmup_analytics"
+FRESHNESS_TIMEOUT_MS = 240_000
 PARTITION = f"{DAY}|{TENANT}"
 ASSET = "analytics/campaign_analytics"
-RUN_TIMEOUT_S = 240
+RUN_TIMEOUT_S = 600
 STEP_TIMEOUT_MS = 30_000
 
 RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
@@ -115,14 +121,75 @@ def test_materialize_one_partition_in_the_browser(dev_server: DevServer, tmp_pat
             expect.set_options(timeout=STEP_TIMEOUT_MS)
             tour = Tour(context.new_page(), shots, dev_server)
             with tour.explained():
+                _read_the_catalog(tour)
                 _read_the_lineage(tour)
+                _read_the_column_lineage(tour)
                 _open_the_partitions(tour)
                 run_id = _launch_one_partition(tour)
                 _wait_for_success(tour, run_id)
                 rows_shown = _see_the_materialization(tour, run_id)
                 _check_what_the_run_wrote(dev_server, run_id, rows_shown)
+                _see_a_late_asset_fail_its_freshness(tour)
         finally:
             browser.close()
+
+
+def _read_the_catalog(tour: Tour) -> None:
+    """After the demo, every OLAP asset reads fully materialized: the date dimension starts on
+    the demo's first day, and the demo materialized every partition up to today."""
+    page = tour.page
+    page.goto("/assets")
+    for rollup in REGISTRY:
+        # The catalog is a virtualized grid of divs, not a table.
+        row = page.locator("div[class*='VirtualizedTable_row__']").filter(
+            has=page.get_by_role("link", name=named(f"analytics / {rollup.name}"))
+        )
+        expect(row).to_contain_text(f"{DEMO_PARTITIONS} partitions")
+        # Materialized, missing, failed, in progress, total. A run the daemon started since the
+        # demo (the schedules' today) may still be in progress: wait for it to end.
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        status = _catalog_status(row)
+        while status[0] != "All" and time.monotonic() < deadline:
+            time.sleep(2)
+            status = _catalog_status(row)
+        assert status == ["All", "0", "0", "0", f"{DEMO_PARTITIONS} partitions"], (
+            rollup.name,
+            status,
+        )
+    tour.shot("catalog")
+
+
+def _catalog_status(row: Locator) -> list[str]:
+    return row.inner_text().splitlines()[-5:]
+
+
+def _read_the_column_lineage(tour: Tour) -> None:
+    """Each column of an OLAP table names the OLTP columns it is computed from."""
+    page = tour.page
+    page.goto(f"/assets/{ASSET}")
+    delivered = page.get_by_role("row").filter(
+        has=page.get_by_role("cell", name="delivered", exact=True)
+    )
+    expect(delivered).to_contain_text("From OLTP: emails.sent_at, status.")
+    expect(page.get_by_text("Freshness policy", exact=True).first).to_be_visible()
+    page.get_by_text("Columns", exact=True).first.scroll_into_view_if_needed()
+    tour.shot("columns")
+
+
+def _see_a_late_asset_fail_its_freshness(tour: Tour) -> None:
+    """An asset whose latest refresh is two hours old shows its freshness policy failed."""
+    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    tour.server.record_materialization(STALE_ASSET.split("/"), f"{DAY}|tenant-001", two_hours_ago)
+    page = tour.page
+    page.goto(f"/assets/{STALE_ASSET}")
+    status = page.get_by_text("Freshness policy", exact=True).first.locator("..")
+    deadline = time.monotonic() + FRESHNESS_TIMEOUT_MS / 1000
+    # The daemon judges freshness every 30 s; the page shows what it last recorded.
+    while time.monotonic() < deadline and "Failed" not in status.inner_text():
+        time.sleep(5)
+        page.reload()
+    expect(status).to_contain_text("Failed")
+    tour.shot("stale")
 
 
 def _read_the_lineage(tour: Tour) -> None:

@@ -7,8 +7,14 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from analytics_pipeline import telemetry
+from analytics_pipeline.assets.catalog import (
+    FRESHNESS,
+    FRESHNESS_PROMISE,
+    rollup_code,
+    rollup_columns,
+)
 from analytics_pipeline.assets.preview import preview
-from analytics_pipeline.assets.sources import OWNER, column_schema, source_key
+from analytics_pipeline.assets.sources import OWNER, source_key
 from analytics_pipeline.errors import DataQualityError, RollupError
 from analytics_pipeline.instance.partition_metadata import add_partition_metadata
 from analytics_pipeline.partitions import (
@@ -94,11 +100,15 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         owners=[OWNER],
         pool=OLTP_POOL,
         check_specs=specs,
+        # The promise of the schedules, judged by Dagster's freshness daemon (assets/catalog.py).
+        freshness_policy=FRESHNESS,
         metadata={
             "dagster/table_name": f"olap.{SCHEMA}.{rollup.name}",
-            "dagster/column_schema": column_schema(rollup.table),
+            **rollup_columns(rollup),
+            **rollup_code(rollup),
             "write_mode": rollup.write_mode,
             "retention": rollup.retention.describe(),  # type: ignore[union-attr]
+            "freshness": FRESHNESS_PROMISE,
         },
         tags={"layer": "olap"},
     )

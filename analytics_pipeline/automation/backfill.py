@@ -16,17 +16,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from analytics_pipeline.assets.rollups import OLTP_POOL
 from analytics_pipeline.automation.planning import REASON_TAG, PlannedRun
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.instance.run_health import describe_wait, local_run_tags, reap_dead_runs
 from analytics_pipeline.partitions import (
+    FIX_CLI_FILTER,
     TENANTS_PARTITIONS_NAME,
     TenantDay,
     add_tenants,
     check_days_in_partitions,
 )
+from analytics_pipeline.progress import watching_run
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
 
@@ -105,7 +108,8 @@ def plan_backfill(
         raise ConfigurationError(f"--start {first_day} is after --end {last_day}")
     check_days_in_partitions(first_day, last_day, what="the backfill (--start/--end)")
     if tenants:
-        add_tenants(instance, tenants)  # validates every id first; adds the missing ones
+        # Validates every id first; adds the missing ones.
+        add_tenants(instance, tenants, fix=FIX_CLI_FILTER)
     order = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
     if not order:
         raise ConfigurationError(
@@ -143,18 +147,25 @@ def run_backfill(
     done = []
     # A run killed earlier would otherwise hold its pool slots and stall these runs for ever.
     reap_dead_runs(instance, echo)
-    for group, run in plans:
+    order = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
+    for i, (group, run) in enumerate(plans, start=1):
         request = run.request("backfill")
         waiting = describe_wait(instance, OLTP_POOL)
         if waiting:
             echo(f"{group}: {waiting}")
-        result = job.execute_in_process(
-            instance=instance,
-            tags={**request.tags, REASON_TAG: "backfill", **local_run_tags()},
-            asset_selection=request.asset_selection,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
+        tenants = order.index(run.last.tenant_id) - order.index(run.first.tenant_id) + 1
+        days = (run.last.day - run.first.day).days + 1
+        run_id = make_new_run_id()
+        label = f"backfill {i}/{len(plans)} ({group})"
+        with watching_run(instance, run_id, label, tenants * days * len(run.assets)):
+            result = job.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags={**request.tags, REASON_TAG: "backfill", **local_run_tags()},
+                asset_selection=request.asset_selection,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
         echo(
             f"{group}: {', '.join(run.assets)} for {run.first.tenant_id}..{run.last.tenant_id} "
             f"x {run.first.day}..{run.last.day}: run {result.run_id} "

@@ -30,6 +30,7 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.resources.database import OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.sources.schema import NO_TABLES_YET, oltp_schema_exists
 from analytics_pipeline.sources.tables import tenants
 
 ALL_ROLLUPS = tuple(r.name for r in REGISTRY)
@@ -99,9 +100,13 @@ def _first_day() -> dt.date:
         "reactivated or erased (analytics-pipeline tenant erase)."
     ),
 )
-def tenant_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg.SensorResult:
+def tenant_sensor(
+    context: dg.SensorEvaluationContext, oltp: OltpDatabase
+) -> dg.SensorResult | dg.SkipReason:
     reported = ReportedIds.from_cursor(context.cursor)
     with oltp.read_snapshot() as conn:
+        if not oltp_schema_exists(conn):
+            return dg.SkipReason(NO_TABLES_YET)
         rows = conn.execute(
             sa.select(tenants.c.id, tenants.c.created_at, tenants.c.status).order_by(
                 tenants.c.created_at, tenants.c.id

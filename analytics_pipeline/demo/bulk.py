@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,8 +52,12 @@ class LoadReport:
     size: DemoSize
 
 
-def load(conn: sa.Connection, size: DemoSize) -> LoadReport:
-    """Generate and COPY the dataset into the OLTP tables, in the transaction of `conn`."""
+def load(
+    conn: sa.Connection, size: DemoSize, on_tenant: Callable[[int], None] | None = None
+) -> LoadReport:
+    """Generate and COPY the dataset into the OLTP tables, in the transaction of `conn`.
+
+    `on_tenant` is called after each tenant with the number of rows it loaded (progress)."""
     cursor = conn.connection.driver_connection.cursor()
     if conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
         # Bulk-load as pg_restore does: skip the per-row foreign-key and updated_at triggers for
@@ -65,6 +70,9 @@ def load(conn: sa.Connection, size: DemoSize) -> LoadReport:
             "id": size.tenant_ids(),
             "name": [f"Tenant {i}" for i in range(1, size.tenants + 1)],
             "status": "active",
+            # Each tenant exists from the first day of its data (where the date dimension starts,
+            # analytics_pipeline/history.py), not from the load.
+            "created_at": pd.Timestamp(size.first_day, tz="UTC"),
         }
     )
     _copy(cursor, "tenants", tenants)
@@ -73,4 +81,6 @@ def load(conn: sa.Connection, size: DemoSize) -> LoadReport:
             frame = data.tables[table]
             _copy(cursor, table, frame)
             rows[table] = rows.get(table, 0) + len(frame)
+        if on_tenant is not None:
+            on_tenant(sum(len(data.tables[t]) for t in LOAD_ORDER))
     return LoadReport(rows=rows, size=size)

@@ -8,6 +8,7 @@ no-op; another size or seed replaces the demo rows, in one transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 
 import sqlalchemy as sa
@@ -34,8 +35,12 @@ def _size_key(size: DemoSize) -> dict:
     return key
 
 
-def load_demo(conn: sa.Connection, size: DemoSize) -> LoadReport | None:
-    """Load `size` into the OLTP database of `conn`; None when exactly that data is there."""
+def load_demo(
+    conn: sa.Connection, size: DemoSize, on_tenant: Callable[[int], None] | None = None
+) -> LoadReport | None:
+    """Load `size` into the OLTP database of `conn`; None when exactly that data is there.
+
+    `on_tenant(rows)` follows the load tenant by tenant (progress)."""
     if not oltp_schema_exists(conn):
         create_oltp_schema(conn)
     else:
@@ -52,7 +57,7 @@ def load_demo(conn: sa.Connection, size: DemoSize) -> LoadReport | None:
         # Children first, for the foreign keys; one TRUNCATE is atomic with the reload.
         tables = ", ".join(["tenants", *LOAD_ORDER][::-1])
         conn.execute(sa.text("TRUNCATE " + tables + " RESTART IDENTITY"))
-    report = load(conn, size)
+    report = load(conn, size, on_tenant)
     conn.execute(
         sa.text("SELECT set_config('analytics_pipeline.demo_marker', :m, true)"),
         {"m": _MARKER + json.dumps(_size_key(size), sort_keys=True)},

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.utils import make_new_run_id
 
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.errors import AnalyticsPipelineError
 from analytics_pipeline.instance.run_health import local_run_tags, reap_dead_runs
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay, range_tags
+from analytics_pipeline.progress import reporting, watching_run
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.settings import DatabaseSettings
@@ -43,8 +45,11 @@ def run_demo(
     loader_engine = sa.create_engine(settings.oltp_loader_url)
     try:
         started = time.perf_counter()
-        with loader_engine.begin() as conn:
-            report = load_demo(conn, size)
+        with (
+            loader_engine.begin() as conn,
+            reporting("OLTP load", size.tenants, "tenants") as progress,
+        ):
+            report = load_demo(conn, size, on_tenant=lambda rows: progress.advance(1, rows))
         loader_engine.dispose()
         if report is None:
             echo(f"OLTP: demo dataset already loaded (seed {size.seed}), reusing it")
@@ -64,24 +69,31 @@ def run_demo(
         in_range = [t for t in ordered if t in demo_tenants]
         if not in_range:
             raise AnalyticsPipelineError("no demo tenant is registered as a partition; see above")
+        # The data's days and the day after, the data's "today" (no data yet; today's partition
+        # when --end-date is the default): every partition of the demo tenants, none missing.
+        end_day = min(size.last_day + dt.timedelta(days=1), dt.datetime.now(dt.UTC).date())
+        days = (end_day - size.first_day).days + 1
         first = TenantDay(in_range[0], size.first_day)
-        last = TenantDay(in_range[-1], size.last_day)
+        last = TenantDay(in_range[-1], end_day)
         tags = {**range_tags(first, last), **local_run_tags()}
         reap_dead_runs(instance, echo)
         started = time.perf_counter()
-        result = defs.get_job_def(MAIN_JOB).execute_in_process(
-            instance=instance,
-            tags=tags,
-            raise_on_error=True,
-            # The run's full event log is in the Dagster UI; the terminal gets the summary.
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
-        seconds = time.perf_counter() - started
         span = ordered.index(last.tenant_id) - ordered.index(first.tenant_id) + 1
-        partitions = span * size.days
+        partitions = span * days
+        run_id = make_new_run_id()
+        with watching_run(instance, run_id, "Dagster run", partitions * len(REGISTRY)):
+            result = defs.get_job_def(MAIN_JOB).execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags=tags,
+                raise_on_error=True,
+                # The run's full event log is in the Dagster UI; the terminal gets the summary.
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            )
+        seconds = time.perf_counter() - started
         echo(
             f"Dagster run {result.run_id}: {partitions:,} partitions "
-            f"({span} tenants x {size.days} days, {size.first_day}..{size.last_day}) "
+            f"({span} tenants x {days} days, {size.first_day}..{end_day}) "
             f"in {seconds:.1f}s"
         )
         summary = _summary(oltp_engine, olap_engine, size)

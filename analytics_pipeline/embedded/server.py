@@ -37,9 +37,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from analytics_pipeline.embedded.roles import ensure_roles, set_password
+from analytics_pipeline.embedded.roles import READER, WRITER, ensure_roles, set_password
 from analytics_pipeline.embedded.system_user import SYSTEM_USER, ensure_system_user, grant_traversal
 from analytics_pipeline.errors import EmbeddedPostgresError
+from analytics_pipeline.settings import DAGSTER_PG_URL_ENV, OLAP_URL_ENV, OLTP_URL_ENV
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,23 @@ class EmbeddedPostgres:
             port=self.port,
             database=database,
         ).render_as_string(hide_password=False)
+
+    def export_default_urls(self) -> str | None:
+        """Make this server the default for whichever of OLTP_DATABASE_URL and DAGSTER_PG_URL is
+        unset, in this process's environment (and so in every child it starts).
+
+        The pipeline reads OLTP as a role PostgreSQL stops from writing, and writes OLAP as
+        another that may not write the product's tables either; only the demo loader (standing
+        in for the product) writes OLTP, as the superuser: its URL is returned when OLTP became
+        this server (else None).
+        """
+        demo_loader = None
+        if not os.environ.get(OLTP_URL_ENV):
+            os.environ[OLTP_URL_ENV] = self.url(role=READER)
+            os.environ.setdefault(OLAP_URL_ENV, self.url(role=WRITER))
+            demo_loader = self.url()
+        os.environ.setdefault(DAGSTER_PG_URL_ENV, self.url(DAGSTER_DATABASE))
+        return demo_loader
 
     @contextlib.contextmanager
     def running(self) -> Iterator[EmbeddedPostgres]:

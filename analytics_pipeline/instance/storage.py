@@ -20,6 +20,10 @@ Two costs dominate Dagster's bookkeeping of a range run over many partitions:
 Dagster only hands events over in batches when DAGSTER_EVENT_BATCH_SIZE is set, and reads it on
 every event; the `event_batch_size` setting below sets it (unless the environment already does)
 for every process that loads this instance: CLI, webserver, daemon, code server and run workers.
+
+All three storages (runs, events, schedules) find their database through
+`analytics_pipeline.instance.database`: DAGSTER_PG_URL, else the embedded server, so Dagster's
+own commands work in the project folder with nothing set.
 """
 
 from __future__ import annotations
@@ -32,19 +36,53 @@ from typing import Any
 import dagster as dg
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.config import pg_config
 from dagster._core.storage.event_log.schema import AssetEventTagsTable, SqlEventLogStorageTable
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
-from dagster_postgres.utils import (
-    create_pg_engine,
-    get_token_provider_from_config,
-    pg_url_from_config,
-)
+from dagster_postgres.run_storage import PostgresRunStorage
+from dagster_postgres.schedule_storage import PostgresScheduleStorage
+from dagster_postgres.utils import create_pg_engine
 
+from analytics_pipeline.instance.database import instance_database_url
 from analytics_pipeline.instance.serialization import serialize_batch
 
 EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 DEFAULT_EVENT_BATCH_SIZE = 1000
+
+
+def _config_type() -> dict[str, dg.Field]:
+    return {
+        # Optional: without it, DAGSTER_PG_URL, else the embedded server.
+        "postgres_url": dg.Field(dg.StringSource, is_required=False),
+        "should_autocreate_tables": dg.Field(bool, is_required=False, default_value=True),
+    }
+
+
+def _kwargs(inst_data: Any, config_value: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "inst_data": inst_data,
+        "postgres_url": instance_database_url(config_value.get("postgres_url")),
+        "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
+    }
+
+
+class _ProjectDatabase:
+    """Configuration shared by the three storages: the URL from `instance_database_url`."""
+
+    @classmethod
+    def config_type(cls) -> Any:
+        return _config_type()
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]) -> Any:
+        return cls(**_kwargs(inst_data, config_value))
+
+
+class ProjectRunStorage(_ProjectDatabase, PostgresRunStorage):
+    """dagster-postgres's run storage on the project's instance database."""
+
+
+class ProjectScheduleStorage(_ProjectDatabase, PostgresScheduleStorage):
+    """dagster-postgres's schedule storage on the project's instance database."""
 
 
 # Events that touch only event_logs, asset_event_tags and asset_keys when stored: these are
@@ -63,7 +101,7 @@ def _bulk_type(event: EventLogEntry) -> DagsterEventType | None:
     return kind if kind in _BULK and event.get_dagster_event().asset_key else None
 
 
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+class PooledPostgresEventLogStorage(_ProjectDatabase, PostgresEventLogStorage):
     """PostgresEventLogStorage with a connection pool and bulk writes of asset events."""
 
     def __init__(
@@ -191,7 +229,7 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
     @classmethod
     def config_type(cls) -> Any:
         return {
-            **pg_config(),
+            **_config_type(),
             "event_batch_size": dg.Field(
                 int,
                 is_required=False,
@@ -206,9 +244,6 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         cls, inst_data: Any, config_value: Mapping[str, Any]
     ) -> PooledPostgresEventLogStorage:
         return cls(
-            inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
-            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-            token_provider=get_token_provider_from_config(config_value),
+            **_kwargs(inst_data, config_value),
             event_batch_size=config_value.get("event_batch_size", DEFAULT_EVENT_BATCH_SIZE),
         )

@@ -17,6 +17,12 @@ def contract_sql() -> str:
     return resources.files("analytics_pipeline.contract").joinpath(CONTRACT_FILE).read_text()
 
 
+# What to tell someone whose OLTP database is empty (a fresh clone's embedded server).
+NO_TABLES_YET = (
+    "the OLTP database has no tables yet: run `analytics-pipeline demo` to load demo data"
+)
+
+
 def oltp_schema_exists(conn: sa.Connection) -> bool:
     return sa.inspect(conn).has_table("emails")
 
