@@ -23,17 +23,23 @@ class SchemaError(AnalyticsPipelineError):
     """A database lacks the tables or columns the pipeline expects, or has an unknown version."""
 
 
+class TransientError(AnalyticsPipelineError):
+    """Marks a failure that a later attempt can fix (lost connection, server restarting,
+    serialization failure, deadlock, lock wait timeout, a standby's recovery conflict): callers
+    retry these with backoff and fail at once on anything else. A type, not a flag, so that
+    `except TransientError` says what it means."""
+
+
 class RollupError(AnalyticsPipelineError):
-    """Computing or writing an OLAP table failed; the previous rows were left in place.
+    """Computing or writing an OLAP table failed; the previous rows were left in place."""
 
-    `transient` is True for failures that a later attempt can fix (lost connection, server
-    restarting, serialization failure, deadlock, lock wait timeout); the asset retries those with
-    backoff and fails at once on anything else.
-    """
+    @property
+    def transient(self) -> bool:
+        return isinstance(self, TransientError)
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
+
+class TransientRollupError(RollupError, TransientError):
+    """A refresh failed for a reason that may go away on its own; it will be retried."""
 
 
 class DataQualityError(RollupError):
@@ -45,12 +51,30 @@ class DataQualityError(RollupError):
     def __init__(
         self, message: str, *, check_name: str, rule: str, table: str, tenant: str, date: object
     ) -> None:
-        super().__init__(message, transient=False)
+        super().__init__(message)
         self.check_name = check_name
         self.rule = rule
         self.table = table
         self.tenant = tenant
         self.date = date
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only fields: the default pickling (positional args) would lose them, and
+        # Dagster sends errors across processes.
+        return (
+            _rebuild,
+            (
+                type(self),
+                str(self),
+                {
+                    "check_name": self.check_name,
+                    "rule": self.rule,
+                    "table": self.table,
+                    "tenant": self.tenant,
+                    "date": self.date,
+                },
+            ),
+        )
 
 
 class TenantLifecycleError(AnalyticsPipelineError):
@@ -76,3 +100,11 @@ class EventContractError(AnalyticsPipelineError, ValueError):
     def __init__(self, message: str, *, event: str) -> None:
         super().__init__(message)
         self.event = event
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), str(self), {"event": self.event}))
+
+
+def _rebuild(cls: type[Exception], message: str, fields: dict[str, object]) -> Exception:
+    """Unpickle an exception whose constructor takes keyword-only fields."""
+    return cls(message, **fields)

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from analytics_pipeline.automation import schedules, sensors
+from analytics_pipeline.errors import TransientError
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, add_tenants
 from analytics_pipeline.resources.database import OltpDatabase
 from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
@@ -338,7 +339,7 @@ def test_transient_database_errors_are_told_apart_from_permanent_ones(oltp_url):
         refresh(
             CAMPAIGN_ANALYTICS, part, oltp=OltpDatabase(url=closed), olap=OlapDatabase(url=closed)
         )
-    assert err.value.transient and "will be retried" in str(err.value)
+    assert isinstance(err.value, TransientError) and "will be retried" in str(err.value)
     _sql(oltp_url, "ALTER TABLE analytics.campaign_analytics RENAME COLUMN replied TO r")
     with pytest.raises(RollupError) as err:
         refresh(
@@ -347,7 +348,7 @@ def test_transient_database_errors_are_told_apart_from_permanent_ones(oltp_url):
             oltp=OltpDatabase(url=oltp_url),
             olap=OlapDatabase(url=oltp_url),
         )
-    assert not err.value.transient and "UndefinedColumn" in str(err.value)
+    assert not isinstance(err.value, TransientError) and "UndefinedColumn" in str(err.value)
 
 
 def test_transient_failures_are_retried_and_permanent_ones_are_not(

@@ -15,7 +15,7 @@ from analytics_pipeline.assets.catalog import (
 )
 from analytics_pipeline.assets.preview import preview
 from analytics_pipeline.assets.sources import OWNER, source_key
-from analytics_pipeline.errors import DataQualityError, RollupError
+from analytics_pipeline.errors import DataQualityError, RollupError, TransientError
 from analytics_pipeline.instance.partition_metadata import add_partition_metadata
 from analytics_pipeline.partitions import (
     TenantDay,
@@ -130,7 +130,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
             except Exception:
                 # Never hide the refresh's own error behind a telemetry problem.
                 context.log.exception("could not report the failed refresh's telemetry")
-            if exc.transient:
+            if isinstance(exc, TransientError):
                 # Exponential backoff; after MAX_RETRIES the run fails with the last error.
                 raise dg.RetryRequested(
                     max_retries=MAX_RETRIES,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from analytics_pipeline.errors import DataQualityError, RollupError
+from analytics_pipeline.errors import DataQualityError, RollupError, TransientRollupError
 from analytics_pipeline.partitions import TenantDay, TenantWindow, to_windows
 from analytics_pipeline.resources.connection_errors import permanent_connection_fix
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
@@ -114,13 +114,12 @@ def refresh(
         raise
     except sa.exc.DBAPIError as exc:
         transient = is_transient(exc)
-        raise RollupError(
+        raise (TransientRollupError if transient else RollupError)(
             f"{rollup.name}: refreshing {len(partitions)} partition(s) "
             f"({_describe(windows)}) failed in the database; the previous rows are unchanged. "
             f"Cause: {type(exc.orig).__name__}: {str(exc.orig).strip()}"
             + (" (transient: will be retried)" if transient else "")
-            + (f". Fix: {fix}" if (fix := permanent_connection_fix(exc)) else ""),
-            transient=transient,
+            + (f". Fix: {fix}" if (fix := permanent_connection_fix(exc)) else "")
         ) from exc
     by_partition = {
         TenantDay(tenant, day): PartitionFigures(
