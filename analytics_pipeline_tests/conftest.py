@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -95,6 +96,21 @@ def terminate(proc: subprocess.Popen, timeout: float = 60) -> int:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def start_daemon(env: dict[str, str]) -> subprocess.Popen:
+    """`dagster-daemon run` on the project's workspace, in a session of its own (for
+    terminate())."""
+    root = Path(__file__).resolve().parents[1]
+    daemon = str(Path(sys.executable).with_name("dagster-daemon"))
+    return subprocess.Popen(
+        [daemon, "run", "-w", str(root / "workspace.yaml")],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def make_oltp(url: str, size: DemoSize | None = TEST_SIZE, edge_cases: bool = False) -> None:

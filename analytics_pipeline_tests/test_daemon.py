@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,13 @@ import dagster as dg
 import sqlalchemy as sa
 
 from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp, terminate
+from analytics_pipeline_tests.conftest import (
+    TEST_SIZE,
+    make_olap,
+    make_oltp,
+    start_daemon,
+    terminate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = "2026-03-20"
@@ -76,19 +80,7 @@ def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch
         with engine.connect() as conn:
             before = conn.execute(OPENED, {"d": DAY}).scalar()
 
-        daemon = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("dagster-daemon")),
-                "run",
-                "-w",
-                str(ROOT / "workspace.yaml"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        daemon = start_daemon(env)
         try:
 
             def watching():

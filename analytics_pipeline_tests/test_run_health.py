@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -27,21 +26,12 @@ import sqlalchemy as sa
 
 from analytics_pipeline.instance import run_health
 from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp, terminate
+from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
+from analytics_pipeline_tests.test_daemon import _wait, start_daemon, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "analytics_pipeline.cli"]
 DAY = TEST_SIZE.last_day
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _kill_tree(pid: int) -> None:
@@ -246,19 +236,7 @@ def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 def test_the_daemon_fails_two_killed_runs_and_a_third_completes_on_its_own(setup):
     with dg.DagsterInstance.from_config(str(setup.home)) as instance:
         add_tenants(instance, TEST_SIZE.tenant_ids())
-        daemon = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("dagster-daemon")),
-                "run",
-                "-w",
-                str(ROOT / "workspace.yaml"),
-            ],
-            cwd=ROOT,
-            env=setup.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        daemon = start_daemon(setup.env)
         try:
             # Both blocked first: monitoring is quick to fail a killed run and free its slot.
             runs = []
