@@ -41,12 +41,10 @@ import os
 import shlex
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
-import sqlalchemy as sa
-from _databases import database
+from _databases import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("range", "daemon", "rebuild", "ui", "burst")
@@ -97,28 +95,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_oltp(size) -> str:
     """The OLTP (and OLAP) database of this size, loaded unless that exact data is there."""
-    from analytics_pipeline.demo.loader import load_demo
-    from analytics_pipeline.warehouse.migrate import upgrade
-
-    url = database(f"ap_bench_scale_oltp_{size.tenants}x{size.days}")
-    engine = sa.create_engine(url)
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        report = load_demo(conn, size)
-        upgrade(conn)
-    with engine.connect() as conn:
-        conn.execute(sa.text("ANALYZE"))
-        counts = {
-            t: conn.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar()
-            for t in ("emails", "leads", "warmup_emails", "invoices", "admin_actions")
-        }
-    engine.dispose()
-    how = f"loaded in {time.perf_counter() - started:.0f}s" if report else "reused"
+    data = load_dataset(f"ap_bench_scale_oltp_{size.tenants}x{size.days}", size)
     print(
         f"data: {size.tenants} tenants x {size.days} days, {size.first_day}..{size.last_day} "
-        f"({how}): " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        + data.summary()
     )
-    return url
+    return data.url
 
 
 def main(argv: list[str] | None = None) -> int:
