@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import sqlalchemy as sa
@@ -35,7 +36,7 @@ from _dagster_services import LOCATION, REPOSITORY, DagsterServices
 from _databases import database
 
 from analytics_pipeline import cli
-from analytics_pipeline.automation import sensors
+from analytics_pipeline.automation import changes, sensors
 from analytics_pipeline.definitions import defs
 from analytics_pipeline.partitions import (
     DATE_DIMENSION,
@@ -397,21 +398,22 @@ class Bench:
                     rows = sum(conn.execute(sa.text(sql)).rowcount for sql in BURST)
             finally:
                 engine.dispose()
+            # The changed partitions are what the sensor's own change detection returns.
             seen: list[dict] = []
-            original = sensors.affected_since
+            original = changes.affected_since
 
             def recording(*args, **kwargs):
                 seen.append(original(*args, **kwargs))
                 return seen[-1]
 
             before = fresh.snapshot()
-            sensors.affected_since = recording
-            try:
+            with contextlib.ExitStack() as stack:
+                for module in (sensors, changes):
+                    if hasattr(module, "affected_since"):
+                        stack.enter_context(mock.patch.object(module, "affected_since", recording))
                 started = time.perf_counter()
                 result = self._tick(fresh.instance, start.cursor)
                 tick = time.perf_counter() - started
-            finally:
-                sensors.affected_since = original
             after = fresh.snapshot()
             requests = list(
                 (result.run_requests or []) if isinstance(result, dg.SensorResult) else result

@@ -24,8 +24,16 @@ COLUMNS: list[tuple[str, int, Callable[[Measure], float | int | None], int]] = [
     ("db B/pa", 8, lambda m: _per(m.db_growth, m), 0),
     ("db growth MB", 12, lambda m: m.db_growth / 1e6, 1),
     ("partition-assets", 16, lambda m: m.partition_assets, 0),
-    ("materialized", 12, lambda m: m.materialized, 0),
+    ("missing", 8, lambda m: _missing(m), 0),
 ]
+
+
+def _missing(m: Measure) -> int | None:
+    """Partition-assets the path should have materialized but Dagster has no record of."""
+    expected = m.extra.get("expected")
+    if m.materialized is None or not isinstance(expected, int | float):
+        return None
+    return int(expected) - m.materialized
 
 
 def _per(total: int, m: Measure) -> float | None:
@@ -65,6 +73,17 @@ def median(measures: Sequence[Measure]) -> Measure:
     )
 
 
+def _number(value: float | int | str) -> str:
+    """1,234 for whole numbers (medians of counts are floats), else 3 decimals at most."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
 def _cell(value: float | int | None, width: int, decimals: int) -> str:
     text = "-" if value is None else f"{value:,.{decimals}f}"
     return text.rjust(width)
@@ -96,9 +115,6 @@ def details(by_path: dict[str, dict[str, Measure]], echo: Callable[[str], None] 
     for path, by_storage in by_path.items():
         echo(f"{TITLES[path]}:")
         for storage, m in by_storage.items():
-            extra = ", ".join(
-                f"{k} {v:,}" if isinstance(v, int | float) else f"{k} {v}"
-                for k, v in m.extra.items()
-            )
+            extra = ", ".join(f"{k} {_number(v)}" for k, v in m.extra.items())
             echo(f"  {storage:<8} SQL from {m.sql_source}; {extra}")
     echo("")

@@ -180,12 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.close()
     medians = {
-        path: {storage: median(ms) for storage, ms in by_storage.items()}
-        for path, by_storage in results.items()
+        path: {
+            storage: median(results[path][storage])
+            for storage in STORAGES
+            if storage in results[path]
+        }
+        for path in PATHS
+        if path in results
     }
     print()
     print(
-        "pa = partition-assets (partitions x assets; for the burst, the changed ones). "
+        "pa = partition-assets (partitions x assets; for the burst, the changed ones; for the "
+        "UI backfill, the materialized ones); runs = runs launched (for the burst: requested); "
+        "missing = partition-assets with no materialization recorded. "
         f"Median of {args.repeat} for range and burst."
     )
     main_paths = {p: m for p, m in medians.items() if p != "rebuild"}
