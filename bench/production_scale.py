@@ -29,8 +29,10 @@ with stock storage.
     .venv/bin/python -u bench/production_scale.py --tenants 20 --days 60 --range-days 10 \\
         --repeat 1                                                      # a quick run
 
-The OLTP database (ap_bench_scale_oltp_<tenants>x<days>) is kept for the next run; the Dagster
-databases (ap_bench_scale_<path>_<storage>) are dropped unless --keep.
+The OLTP database (ap_bench_scale_oltp_<tenants>x<days>) is kept for the next run (reloaded on
+another day: its last day is today); the Dagster databases (ap_bench_scale_<path>_<storage>)
+are dropped unless --keep. DAGSTER_EVENT_BATCH_SIZE defaults to 1000, as `analytics-pipeline`
+sets it. A run across midnight UTC gains a date partition (the script warns at the start).
 """
 
 from __future__ import annotations
