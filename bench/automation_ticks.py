@@ -23,14 +23,12 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
-from _databases import database
+from _databases import database, load_dataset
 
 from analytics_pipeline.automation import schedules, sensors
 from analytics_pipeline.demo.generator import DemoSize
-from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.partitions import add_tenants
 from analytics_pipeline.resources.database import OltpDatabase
-from analytics_pipeline.warehouse.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,23 +55,10 @@ def main() -> int:
         seed=9,
         end_date=dt.date(2026, 6, 30),
     )
-    oltp_url = database(f"ap_bench_ticks_{args.tenants}x{args.days}")
+    data = load_dataset(f"ap_bench_ticks_{args.tenants}x{args.days}", size)
+    oltp_url = data.url
     engine = sa.create_engine(oltp_url)
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        report = load_demo(conn, size)
-        upgrade(conn)
-    with engine.connect() as conn:
-        conn.execute(sa.text("ANALYZE"))
-        counts = {
-            t: conn.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar()
-            for t in ("emails", "leads", "warmup_emails", "invoices", "admin_actions")
-        }
-    print(
-        f"data: {args.tenants} tenants x {args.days} days "
-        f"({'loaded in %.0fs' % (time.perf_counter() - started) if report else 'reused'}): "
-        + ", ".join(f"{k} {v:,}" for k, v in counts.items())
-    )
+    print(f"data: {args.tenants} tenants x {args.days} days {data.summary()}")
     dagster_url = database("ap_bench_ticks_dagster", fresh=True)
     os.environ["DAGSTER_PG_URL"] = (
         sa.make_url(dagster_url)

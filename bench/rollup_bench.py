@@ -34,17 +34,15 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-from _databases import database
+from _databases import database, load_dataset
 
 from analytics_pipeline.demo.generator import DemoSize
-from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.partitions import TenantDay, to_windows
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import refresh
 from analytics_pipeline.rollups.sql import Windows, window_params
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
-from analytics_pipeline.warehouse.migrate import upgrade
 
 # The statements are spelled out in full on purpose: "raw" means no machinery at all.
 RAW_DELETE = sa.text("""
@@ -195,19 +193,10 @@ def main() -> int:
         end_date=dt.date(2026, 6, 30),
     )
     name = f"ap_bench_{args.tenants}x{args.days}x{args.emails_per_day}_s{args.seed}"
-    url = database(name)
+    data = load_dataset(name, size)
+    url = data.url
     engine = sa.create_engine(url)
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        report = load_demo(conn, size)
-        upgrade(conn)
-    with engine.connect() as conn:
-        emails = conn.execute(sa.text("SELECT count(*) FROM emails")).scalar()
-        conn.execute(sa.text("ANALYZE"))
-    print(
-        f"data: database {name}: {emails:,} emails "
-        f"({'loaded in %.0fs' % (time.perf_counter() - started) if report else 'reused'})"
-    )
+    print(f"data: database {name}: {data.counts['emails']:,} emails ({data.how})")
 
     partitions = [
         TenantDay(t, size.first_day + dt.timedelta(days=i))
