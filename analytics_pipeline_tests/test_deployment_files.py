@@ -28,7 +28,8 @@ PIPELINE_SERVICES = ("user-code", "webserver", "daemon", "celery-worker")
 # Read by the code, but never a deployment's setting.
 INTERNAL_VARIABLES = {
     "ANALYTICS_TRACKING_SENDER": "the tracker hands its settings to its sender child with it",
-    "DAGSTER_EVENT_BATCH_SIZE": "the command line sets it for its own in-process runs",
+    "DAGSTER_EVENT_BATCH_SIZE": "the instance's event storage sets it (dagster.yaml)",
+    "USER": "only the default of `tenant erase --requested-by`, a command run by a person",
 }
 # Read by Dagster or the official images, not by our code.
 THIRD_PARTY_VARIABLES = {"DAGSTER_HOME"}

@@ -88,7 +88,7 @@ AUTOMATION = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
 
 
 def test_dev_runs_the_sensors_and_schedules_the_docs_describe(dev_server: DevServer):
-    """README: all six run by default with the daemon (no switch to flip in the UI)."""
+    """README: all of them run by default with the daemon (no switch to flip in the UI)."""
     (repo,) = dev_server.graphql(AUTOMATION)["data"]["repositoriesOrError"]["nodes"]
     states = {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]}
     states |= {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]}
@@ -100,6 +100,7 @@ def test_dev_runs_the_sensors_and_schedules_the_docs_describe(dev_server: DevSer
             "source_observation_sensor",
             "daily_refresh",
             "intraday_refresh",
+            "retention_schedule",
         ],
         "RUNNING",
     )

@@ -118,12 +118,14 @@ def test_demo_refuses_bad_sizes_and_dates_before_starting_anything(tmp_path):
     zero = _run(["demo", "--tenants", "0"], _env(tmp_path))
     assert zero.returncode == 2
     assert "tenants=0 is out of range" in zero.stderr
-    early = _run(["demo", "--days", "3", "--end-date", "2023-06-30"], _env(tmp_path))
-    assert early.returncode == 2
-    assert len(early.stderr.strip().splitlines()) == 1, early.stderr
-    assert "starts on 2023-06-28, before the first partition 2024-01-01" in early.stderr
-    assert "CheckError" not in early.stderr
-    assert not (tmp_path / "postgres").exists(), "nothing was started"
+    future = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)).isoformat()
+    late = _run(["demo", "--days", "3", "--end-date", future], _env(tmp_path))
+    assert late.returncode == 2
+    assert len(late.stderr.strip().splitlines()) == 1, late.stderr
+    assert f"ends on {future}, after the last partition" in late.stderr
+    assert "CheckError" not in late.stderr
+    # (An early --end-date is no error: the date dimension starts where the demo's data does.)
+    assert not any(tmp_path.iterdir()), "nothing was started or recorded"
 
 
 def test_the_tenant_sensor_cursor_stays_bounded_however_many_ids_are_refused(databases):

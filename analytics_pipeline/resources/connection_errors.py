@@ -53,3 +53,23 @@ def connection_problem(exc: BaseException) -> str:
     first = next((ln.strip() for ln in str(orig).splitlines() if ln.strip()), type(orig).__name__)
     fix = permanent_connection_fix(exc)
     return f"{first} ({fix})" if fix else first
+
+
+# SQLSTATEs worth another attempt: serialization failure (which is also how a hot standby
+# cancels a query that conflicts with recovery: docs/DEPLOYMENT.md), deadlock, lock wait timeout,
+# server shutting down or starting, and the connection exceptions (class 08).
+_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+
+
+def is_transient(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a database error may go away on its own (retry) or needs a fix (fail now)."""
+    if permanent_connection_fix(exc) is not None:
+        # A wrong database, role or password fails every attempt alike: fail now, say the fix.
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    if state is None:
+        # No SQLSTATE: the server never answered (refused, reset, timed out connecting).
+        return isinstance(exc, sa.exc.OperationalError)
+    return state in _TRANSIENT_STATES or state.startswith("08")

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from pydantic import Field, PrivateAttr, field_validator
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from analytics_pipeline.resources.connection_errors import connection_problem, is_transient
 from analytics_pipeline.resources.oltp_role import preflight
 from analytics_pipeline.settings import normalize_database_url, redact, same_database
 
@@ -123,7 +124,16 @@ class OltpDatabase(_PostgresResource):
         return self._pooled_engine().execution_options(postgresql_readonly=True)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self.preflight()
+        try:
+            self.preflight()
+        except sa.exc.DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            # An OLTP that is down now may be back for the step's retries: the refresh itself
+            # classifies the error and retries; the role is checked again at the next start.
+            context.log.warning(
+                f"OLTP role preflight skipped, OLTP unreachable: {connection_problem(exc)}"
+            )
 
     def preflight(self) -> None:
         """Refuse (production) or warn (elsewhere) when this role can write the product's

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from analytics_pipeline.errors import DataQualityError, RollupError, TransientRollupError
 from analytics_pipeline.partitions import TenantDay, TenantWindow, to_windows
-from analytics_pipeline.resources.connection_errors import permanent_connection_fix
+from analytics_pipeline.resources.connection_errors import is_transient, permanent_connection_fix
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.spec import APPEND_ONLY, REPLACE, Rollup
 from analytics_pipeline.rollups.sql import Windows, source_counts, window_params
@@ -171,26 +171,6 @@ def _delete_partitions(rollup: Rollup, params: dict, conn: sa.Connection) -> _Co
         .cte("deleted")
     )
     return _counted(conn, deleted, params)
-
-
-# SQLSTATEs worth another attempt: serialization failure (which is also how a hot standby
-# cancels a query that conflicts with recovery: docs/DEPLOYMENT.md), deadlock, lock wait timeout,
-# server shutting down or starting, and the connection exceptions (class 08).
-_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
-
-
-def is_transient(exc: sa.exc.DBAPIError) -> bool:
-    """Whether a database error may go away on its own (retry) or needs a fix (fail now)."""
-    if permanent_connection_fix(exc) is not None:
-        # A wrong database, role or password fails every attempt alike: fail now, say the fix.
-        return False
-    if exc.connection_invalidated:
-        return True
-    state = getattr(exc.orig, "sqlstate", None)
-    if state is None:
-        # No SQLSTATE: the server never answered (refused, reset, timed out connecting).
-        return isinstance(exc, sa.exc.OperationalError)
-    return state in _TRANSIENT_STATES or state.startswith("08")
 
 
 def _prefer_hash_aggregation(conn: sa.Connection) -> None:
