@@ -165,8 +165,8 @@ def test_a_backfill_after_two_killed_backfills_completes_on_its_own(setup):
             setup.block(tenant)
         procs = [_backfill(setup, t) for t in ("tenant-001", "tenant-002")]
         try:
-            _wait(lambda: setup.waiting_on_lock() == 2, 180, "both backfills to block")
-            _wait(lambda: len(setup.slot_holders()) == 2, 30, "both oltp slots to be taken")
+            _wait(lambda: setup.waiting_on_lock() == 2, 600, "both backfills to block")
+            _wait(lambda: len(setup.slot_holders()) == 2, 300, "both oltp slots to be taken")
         finally:
             for proc in procs:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -179,7 +179,7 @@ def test_a_backfill_after_two_killed_backfills_completes_on_its_own(setup):
 
         third = _backfill(setup, "tenant-003")
         try:
-            out, _ = third.communicate(timeout=300)
+            out, _ = third.communicate(timeout=900)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(third.pid, signal.SIGKILL)
@@ -214,7 +214,7 @@ def _launch(setup: Setup, tenant: str) -> str:
         env=setup.env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return tags
@@ -243,10 +243,10 @@ def test_the_daemon_fails_two_killed_runs_and_a_third_completes_on_its_own(setup
             for tenant in ("tenant-001", "tenant-002"):
                 setup.block(tenant)
                 _launch(setup, tenant)
-                runs.append(_wait(lambda t=tenant: _run_of(instance, t), 60, f"{tenant}'s run"))
-            _wait(lambda: setup.waiting_on_lock() == 2, 180, "both runs to block")
+                runs.append(_wait(lambda t=tenant: _run_of(instance, t), 300, f"{tenant}'s run"))
+            _wait(lambda: setup.waiting_on_lock() == 2, 600, "both runs to block")
             killed = [r.run_id for r in runs]
-            _wait(lambda: setup.slot_holders() == sorted(killed), 30, "both oltp slots taken")
+            _wait(lambda: setup.slot_holders() == sorted(killed), 300, "both oltp slots taken")
             for run in runs:
                 tags = instance.get_run_by_id(run.run_id).tags
                 assert tags[run_health.HOST_TAG] == run_health.this_host()
@@ -254,18 +254,18 @@ def test_the_daemon_fails_two_killed_runs_and_a_third_completes_on_its_own(setup
             setup.unblock()
 
             _launch(setup, "tenant-003")
-            third = _wait(lambda: _run_of(instance, "tenant-003"), 60, "the third run")
+            third = _wait(lambda: _run_of(instance, "tenant-003"), 300, "the third run")
             _wait(
                 lambda: (
                     instance.get_run_by_id(third.run_id).status
                     in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
                 ),
-                180,
+                900,
                 "the third run to finish",
             )
             assert instance.get_run_by_id(third.run_id).status == dg.DagsterRunStatus.SUCCESS
             assert _statuses(instance, killed) == [dg.DagsterRunStatus.FAILURE] * 2
-            _wait(lambda: setup.slot_holders() == [], 60, "the slots to be freed")
+            _wait(lambda: setup.slot_holders() == [], 300, "the slots to be freed")
         finally:
             terminate(daemon)
 
