@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -20,52 +18,7 @@ from analytics_pipeline.automation import schedules, sensors
 from analytics_pipeline.errors import TransientError
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, add_tenants
 from analytics_pipeline.resources.database import OltpDatabase
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
-
-ROOT = Path(__file__).resolve().parents[1]
-START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-
-
-@pytest.fixture(scope="module")
-def instance(databases, tmp_path_factory):
-    """A Dagster instance stored in PostgreSQL, configured by the project's dagster.yaml."""
-    home = tmp_path_factory.mktemp("dagster_home")
-    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
-    url = sa.make_url(databases.create("dagster")).set(drivername="postgresql+psycopg2")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DAGSTER_PG_URL", url.render_as_string(hide_password=False))
-    with dg.DagsterInstance.from_config(str(home)) as inst:
-        yield inst
-    mp.undo()
-
-
-@pytest.fixture
-def clean_instance(instance):
-    for key in instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME):
-        instance.delete_dynamic_partition(TENANTS_PARTITIONS_NAME, key)
-    return instance
-
-
-@pytest.fixture
-def oltp_url(databases) -> str:
-    url = databases.create("auto")
-    make_oltp(url)
-    make_olap(url)
-    return url
-
-
-def _sql(url: str, statement: str, **params) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(statement), params)
-    engine.dispose()
-
-
-def _tick(sensor, instance, url, cursor=None):
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"oltp": OltpDatabase(url=url)}
-    ) as ctx:
-        return sensor(ctx)
+from analytics_pipeline_tests.testbed import END, START, TEST_SIZE, evaluate_sensor, run_sql
 
 
 def _apply_partitions(instance, result: dg.SensorResult) -> None:
@@ -77,14 +30,14 @@ def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
     clean_instance, oltp_url, monkeypatch
 ):
     monkeypatch.setattr(sensors, "NEW_TENANTS_PER_TICK", 2)
-    _sql(
+    run_sql(
         oltp_url,
         "INSERT INTO tenants (id, name, status, created_at) VALUES "
         "('bad|id', 'Bad', 'active', '2026-03-01'), "
         "('gone', 'Gone', 'offboarded', '2026-03-01'), "
         "('fresh-co', 'Fresh', 'active', '2026-03-30 12:00+00')",
     )
-    first = _tick(sensors.tenant_sensor, clean_instance, oltp_url)
+    first = evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url)
     added = [k for r in first.dynamic_partitions_requests for k in r.partition_keys]
     assert len(added) == 2
     assert [r.tags["analytics/tenant"] for r in first.run_requests] == added
@@ -94,7 +47,9 @@ def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
     _apply_partitions(clean_instance, first)
     ticks = [first]
     while ticks[-1].dynamic_partitions_requests:
-        ticks.append(_tick(sensors.tenant_sensor, clean_instance, oltp_url, ticks[-1].cursor))
+        ticks.append(
+            evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url, ticks[-1].cursor)
+        )
         _apply_partitions(clean_instance, ticks[-1])
     registered = clean_instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
     assert sorted(registered) == sorted([*TEST_SIZE.tenant_ids(), "fresh-co"])
@@ -112,23 +67,23 @@ def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
 ):
     monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
-    first = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
+    first = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
     assert first.run_requests == [] and first.skip_reason
-    nothing = _tick(sensors.late_data_sensor, clean_instance, oltp_url, first.cursor)
+    nothing = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, first.cursor)
     assert nothing.run_requests == []
     # Late opens for two old days of one tenant.
-    _sql(
+    run_sql(
         oltp_url,
         "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-002' AND opened "
         "IS NULL AND sent_at >= '2026-03-14' AND sent_at < '2026-03-15'",
     )
-    _sql(
+    run_sql(
         oltp_url,
         "UPDATE emails SET replied = now() WHERE id = (SELECT min(id) FROM emails "
         "WHERE tenant_id = 'tenant-002' AND sent_at >= '2026-03-17' "
         "AND sent_at < '2026-03-18')",
     )
-    second = _tick(sensors.late_data_sensor, clean_instance, oltp_url, nothing.cursor)
+    second = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, nothing.cursor)
     assert len(second.run_requests) == 1
     req = second.run_requests[0]
     assert (req.tags[START], req.tags[END]) == ("2026-03-14|tenant-002", "2026-03-17|tenant-002")
@@ -138,7 +93,7 @@ def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
         "mailbox_analytics",
     }
     # The same changes are not requested again; the cursor moved past them.
-    third = _tick(sensors.late_data_sensor, clean_instance, oltp_url, second.cursor)
+    third = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, second.cursor)
     assert third.run_requests == []
 
 
@@ -149,14 +104,14 @@ def test_rows_loaded_just_before_the_first_tick_are_not_late_data(
     the whole demo re-run by the second tick when the first watermark trailed by the lag)."""
     monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 30)
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
-    _sql(
+    run_sql(
         oltp_url,
         "UPDATE emails SET opened = now() - interval '5 seconds' WHERE tenant_id = 'tenant-001' "
         "AND opened IS NULL AND sent_at >= '2026-03-20' AND sent_at < '2026-03-21'",
     )
-    first = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
+    first = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
     monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
-    second = _tick(sensors.late_data_sensor, clean_instance, oltp_url, first.cursor)
+    second = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, first.cursor)
     assert second.run_requests == []
 
 
@@ -164,17 +119,17 @@ def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url, monkeypatch
     monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
     monkeypatch.setattr(sensors, "LATE_DATA_MAX_RUNS", 2)
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
-    start = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
-    _sql(oltp_url, "UPDATE emails SET clicked = now() WHERE id % 7 = 0 AND sent_at IS NOT NULL")
-    _sql(
+    start = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    run_sql(oltp_url, "UPDATE emails SET clicked = now() WHERE id % 7 = 0 AND sent_at IS NOT NULL")
+    run_sql(
         oltp_url, "UPDATE invoices SET status = status WHERE issued_at >= :d", d=TEST_SIZE.first_day
     )
-    _sql(
+    run_sql(
         oltp_url,
         "INSERT INTO admin_actions (tenant_id, actor_id, actor_role, action, "
         "occurred_at) VALUES ('tenant-003', 'a', 'owner', 'late', '2026-03-12 08:00+00')",
     )
-    burst = _tick(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    burst = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
     assert len(burst.run_requests) == 1
     req = burst.run_requests[0]
     assert req.tags[START] == f"{TEST_SIZE.first_day}|tenant-001"
@@ -193,9 +148,9 @@ def test_changes_of_unregistered_tenants_or_before_partitions_are_left_out(
 ):
     monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
     add_tenants(clean_instance, ["tenant-001"])
-    start = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
-    _sql(oltp_url, "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-002'")
-    tick = _tick(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    start = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    run_sql(oltp_url, "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-002'")
+    tick = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
     assert tick.run_requests == []
 
 
@@ -207,13 +162,15 @@ def test_sensor_run_request_refreshes_exactly_its_partitions(clean_instance, olt
     from analytics_pipeline.definitions import defs
 
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
-    start = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
-    _sql(
+    start = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    run_sql(
         oltp_url,
         "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-001' AND "
         "opened IS NULL AND sent_at >= '2026-03-20' AND sent_at < '2026-03-21'",
     )
-    req = _tick(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor).run_requests[0]
+    req = evaluate_sensor(
+        sensors.late_data_sensor, clean_instance, oltp_url, start.cursor
+    ).run_requests[0]
     result = defs.resolve_job_def("refresh_analytics").execute_in_process(
         instance=clean_instance, tags=req.tags, asset_selection=req.asset_selection
     )
@@ -340,7 +297,7 @@ def test_transient_database_errors_are_told_apart_from_permanent_ones(oltp_url):
             CAMPAIGN_ANALYTICS, part, oltp=OltpDatabase(url=closed), olap=OlapDatabase(url=closed)
         )
     assert isinstance(err.value, TransientError) and "will be retried" in str(err.value)
-    _sql(oltp_url, "ALTER TABLE analytics.campaign_analytics RENAME COLUMN replied TO r")
+    run_sql(oltp_url, "ALTER TABLE analytics.campaign_analytics RENAME COLUMN replied TO r")
     with pytest.raises(RollupError) as err:
         refresh(
             CAMPAIGN_ANALYTICS,
@@ -380,7 +337,7 @@ def test_transient_failures_are_retried_and_permanent_ones_are_not(
     unreachable = run(sa.make_url(oltp_url).set(port=9).render_as_string(hide_password=False))
     assert not unreachable.success
     assert retries(unreachable) == asset_module.MAX_RETRIES
-    _sql(oltp_url, "ALTER TABLE analytics.campaign_analytics RENAME COLUMN replied TO r")
+    run_sql(oltp_url, "ALTER TABLE analytics.campaign_analytics RENAME COLUMN replied TO r")
     broken = run(oltp_url)
     assert not broken.success
     assert retries(broken) == 0

@@ -19,7 +19,7 @@ from analytics_pipeline.rollups.engine import COPY, IN_DATABASE, refresh
 from analytics_pipeline.rollups.sql import count_all
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline_tests import oracle
-from analytics_pipeline_tests.conftest import TEST_SIZE
+from analytics_pipeline_tests.testbed import TEST_SIZE
 
 GRAIN = ["tenant_id", "date", "campaign_id"]
 COLUMNS = GRAIN + oracle.OUTCOMES

@@ -24,7 +24,7 @@ from analytics_pipeline.rollups.lineage import column_lineage
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.sources.tables import metadata as oltp_metadata
 from analytics_pipeline.warehouse.metadata import contract_columns
-from analytics_pipeline_tests.conftest import make_oltp
+from analytics_pipeline_tests.testbed import make_oltp
 
 
 def _cols(table: str, *names: str) -> set[tuple[str, str]]:

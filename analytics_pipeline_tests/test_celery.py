@@ -29,7 +29,7 @@ from analytics_pipeline_tests.celery_workers import (
     step_intervals,
     workers_of_steps,
 )
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
+from analytics_pipeline_tests.testbed import TEST_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 OLTP_POOL_LIMIT = 1  # below the workers' two slots, so only the pool can keep the cap
@@ -77,9 +77,7 @@ def steps(tables: tuple[str, ...]) -> tuple[str, ...]:
 def deployment(databases, tmp_path_factory):
     home = tmp_path_factory.mktemp("celery_home")
     shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
-    url = databases.create("celery")
-    make_oltp(url)
-    make_olap(url)
+    url = databases.create_demo("celery")
     dagster_url = databases.create_for_dagster("celery_dagster")
     env = {
         **{k: v for k, v in os.environ.items() if k != "OLAP_DATABASE_URL"},

@@ -7,48 +7,17 @@ no server running behind it, and refuse to overwrite a database it did not fill.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from analytics_pipeline.embedded.server import EmbeddedPostgres
-
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "analytics_pipeline.cli"]
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {
-            "OLTP_DATABASE_URL",
-            "OLAP_DATABASE_URL",
-            "DAGSTER_PG_URL",
-            "DAGSTER_HOME",
-            # conftest pins it for in-process tests; commands find it from their data.
-            "ANALYTICS_PARTITIONS_START",
-        }
-    }
-    env["ANALYTICS_PIPELINE_HOME"] = str(home)
-    env.update(extra)
-    return env
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+from analytics_pipeline_tests.testbed import cli_env, run_cli
 
 
 def test_demo_on_embedded_default(tmp_path):
     size = ["--tenants", "2", "--days", "4", "--emails-per-day", "60", "--end-date", "2026-03-31"]
-    first = _run(["demo", *size], _env(tmp_path))
+    first = run_cli(["demo", *size], cli_env(tmp_path))
     assert first.returncode == 0, first.stderr
     assert "OLTP: loaded" in first.stdout
     # The data's four days and the day after (the data's "today"): the date dimension starts on
@@ -65,7 +34,7 @@ def test_demo_on_embedded_default(tmp_path):
     # tracker logs each at INFO; Dagster's managed loggers must not push them to the terminal).
     assert "infra_latency" not in first.stdout + first.stderr
     # Again: the same dataset is reused and the same figures come out.
-    second = _run(["demo", *size], _env(tmp_path))
+    second = run_cli(["demo", *size], cli_env(tmp_path))
     assert second.returncode == 0, second.stderr
     assert "already loaded" in second.stdout
     tail = lambda out: out[out.index("analytics.campaign_analytics: ") :]  # noqa: E731
@@ -84,7 +53,9 @@ def test_demo_refuses_a_database_it_did_not_fill(tmp_path, databases):
                 "INSERT INTO tenants (id, name, status) VALUES ('real-customer', 'Real', 'active')"
             )
         )
-    out = _run(["generate", "--tenants", "1", "--days", "1"], _env(tmp_path, OLTP_DATABASE_URL=url))
+    out = run_cli(
+        ["generate", "--tenants", "1", "--days", "1"], cli_env(tmp_path, OLTP_DATABASE_URL=url)
+    )
     assert out.returncode == 2
     assert "already holds data that the demo did not load; refusing to overwrite" in out.stderr
     with engine.connect() as conn:
@@ -93,9 +64,9 @@ def test_demo_refuses_a_database_it_did_not_fill(tmp_path, databases):
 
 
 def test_bad_size_is_a_clear_error(tmp_path):
-    out = _run(
+    out = run_cli(
         ["generate", "--tenants", "0"],
-        _env(tmp_path, OLTP_DATABASE_URL="postgresql://x/y", DAGSTER_PG_URL="postgresql://x/z"),
+        cli_env(tmp_path, OLTP_DATABASE_URL="postgresql://x/y", DAGSTER_PG_URL="postgresql://x/z"),
     )
     assert out.returncode == 2
     assert "tenants=0 is out of range" in out.stderr

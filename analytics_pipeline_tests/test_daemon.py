@@ -16,12 +16,11 @@ import dagster as dg
 import sqlalchemy as sa
 
 from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
-from analytics_pipeline_tests.conftest import (
+from analytics_pipeline_tests.testbed import (
     TEST_SIZE,
-    make_olap,
-    make_oltp,
     start_daemon,
     terminate,
+    wait_until,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,20 +32,8 @@ OPENED = sa.text(
 )
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch):
-    oltp_url = databases.create("daemon_oltp")
-    make_oltp(oltp_url)
-    make_olap(oltp_url)
+    oltp_url = databases.create_demo("daemon_oltp")
     dagster_url = (
         sa.make_url(databases.create("daemon_dagster"))
         .set(drivername="postgresql+psycopg2")
@@ -92,7 +79,7 @@ def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch
                     for s in states
                 )
 
-            _wait(watching, 120, "the late-data sensor's first tick")
+            wait_until(watching, 120, "the late-data sensor's first tick")
             with engine.begin() as conn:
                 changed = conn.execute(
                     sa.text(
@@ -108,7 +95,7 @@ def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch
                 with engine.connect() as conn:
                     return conn.execute(OPENED, {"d": DAY}).scalar() == before + changed
 
-            _wait(refreshed, 150, "the OLAP row to show the late opens")
+            wait_until(refreshed, 150, "the OLAP row to show the late opens")
             print(f"freshness: {time.monotonic() - changed_at:.1f}s from OLTP change to OLAP row")
         finally:
             terminate(daemon)

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 import yaml
 
 from analytics_pipeline.partitions import add_tenants
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
 from analytics_pipeline_tests.fake_posthog import free_port
+from analytics_pipeline_tests.testbed import TEST_SIZE, graphql
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -75,9 +75,7 @@ class Topology:
 
 @pytest.fixture
 def topology(databases, tmp_path):
-    url = databases.create("topology")
-    make_oltp(url)
-    make_olap(url)
+    url = databases.create_demo("topology")
     dagster_url = databases.create_for_dagster("topology_dagster")
     (tmp_path / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
     env = {
@@ -136,10 +134,11 @@ def test_a_run_launched_through_the_webserver_succeeds_on_the_grpc_code_server(t
                "-w", "workspace.yaml")  # fmt: skip
     topo.start("daemon", "dagster-daemon", "run", "-w", "workspace.yaml")
     client = DagsterGraphQLClient("127.0.0.1", port_number=topo.web_port)
+    web = f"http://127.0.0.1:{topo.web_port}"
 
     def loaded() -> bool:
         try:
-            entries = client._execute(WORKSPACE_STATUS)["workspaceOrError"]["locationEntries"]
+            entries = graphql(web, WORKSPACE_STATUS)["data"]["workspaceOrError"]["locationEntries"]
         except Exception:
             return False
         return [(e["name"], e["loadStatus"], e["locationOrLoadError"]["__typename"])

@@ -22,7 +22,7 @@ from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import refresh
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline_tests.fake_posthog import free_port
-from analytics_pipeline_tests.test_cli import _env, _run
+from analytics_pipeline_tests.testbed import cli_env, make_oltp, run_cli
 
 DAY = dt.date(2026, 3, 20)
 
@@ -72,7 +72,7 @@ def test_windows_are_shown_as_inclusive_ranges():
 
 def _unreachable_env(tmp_path):
     port = free_port()  # nothing listens there
-    return _env(
+    return cli_env(
         tmp_path,
         OLTP_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/outreach",
         DAGSTER_PG_URL=f"postgresql://postgres@127.0.0.1:{port}/dagster",
@@ -89,7 +89,7 @@ def _unreachable_env(tmp_path):
     ],
 )
 def test_an_unreachable_database_is_one_line_and_exit_2(tmp_path, command):
-    out = _run(command, _unreachable_env(tmp_path))
+    out = run_cli(command, _unreachable_env(tmp_path))
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
@@ -99,9 +99,9 @@ def test_an_unreachable_database_is_one_line_and_exit_2(tmp_path, command):
 
 def test_a_wrong_database_name_on_the_command_line_names_the_fix(tmp_path, shared_url):
     missing = sa.make_url(shared_url).set(database="ap_no_such_database")
-    out = _run(
+    out = run_cli(
         ["migrate"],
-        _env(
+        cli_env(
             tmp_path,
             OLTP_DATABASE_URL=missing.render_as_string(hide_password=False),
             DAGSTER_PG_URL=shared_url,
@@ -115,11 +115,11 @@ def test_a_wrong_database_name_on_the_command_line_names_the_fix(tmp_path, share
 def test_demo_refuses_bad_sizes_and_dates_before_starting_anything(tmp_path):
     """Refused before the embedded server is even created (it would take most of a minute on
     a busy machine): the state folder stays empty."""
-    zero = _run(["demo", "--tenants", "0"], _env(tmp_path))
+    zero = run_cli(["demo", "--tenants", "0"], cli_env(tmp_path))
     assert zero.returncode == 2
     assert "tenants=0 is out of range" in zero.stderr
     future = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)).isoformat()
-    late = _run(["demo", "--days", "3", "--end-date", future], _env(tmp_path))
+    late = run_cli(["demo", "--days", "3", "--end-date", future], cli_env(tmp_path))
     assert late.returncode == 2
     assert len(late.stderr.strip().splitlines()) == 1, late.stderr
     assert f"ends on {future}, after the last partition" in late.stderr
@@ -131,8 +131,6 @@ def test_demo_refuses_bad_sizes_and_dates_before_starting_anything(tmp_path):
 def test_the_tenant_sensor_cursor_stays_bounded_however_many_ids_are_refused(databases):
     """Thousands of bad ids in OLTP: each is logged once, the cursor holds none verbatim and
     keeps a bounded number of short hashes."""
-    from analytics_pipeline_tests.conftest import make_oltp
-
     url = databases.create("bad_ids")
     make_oltp(url, size=None)
     n = sensors.ReportedIds.MAX_REPORTED + 500

@@ -19,16 +19,7 @@ from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     add_tenants,
 )
-from analytics_pipeline_tests.conftest import TEST_SIZE
-from analytics_pipeline_tests.test_automation import (  # noqa: F401 (fixtures)
-    END,
-    START,
-    _sql,
-    _tick,
-    clean_instance,
-    instance,
-    oltp_url,
-)
+from analytics_pipeline_tests.testbed import END, START, TEST_SIZE, evaluate_sensor, run_sql
 
 
 def _apply_all(inst: dg.DagsterInstance, result: dg.SensorResult) -> None:
@@ -41,16 +32,16 @@ def _apply_all(inst: dg.DagsterInstance, result: dg.SensorResult) -> None:
 
 
 def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
-    clean_instance,  # noqa: F811
-    oltp_url,  # noqa: F811
+    clean_instance,
+    oltp_url,
     monkeypatch,
 ):
     for key in clean_instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME):
         clean_instance.delete_dynamic_partition(OFFBOARDED_PARTITIONS_NAME, key)
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())  # tenant-001..003, in that order
-    _sql(oltp_url, "UPDATE tenants SET status = 'offboarded' WHERE id = 'tenant-002'")
+    run_sql(oltp_url, "UPDATE tenants SET status = 'offboarded' WHERE id = 'tenant-002'")
 
-    first = _tick(sensors.tenant_sensor, clean_instance, oltp_url)
+    first = evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url)
     assert [
         (type(r).__name__, r.partitions_def_name, list(r.partition_keys))
         for r in first.dynamic_partitions_requests
@@ -58,7 +49,7 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     assert first.run_requests == []
     _apply_all(clean_instance, first)
     # Reported once: the next tick has nothing to say.
-    second = _tick(sensors.tenant_sensor, clean_instance, oltp_url, first.cursor)
+    second = evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url, first.cursor)
     assert second.dynamic_partitions_requests == [] and second.run_requests == []
     # Still readable: the partition is still registered.
     assert "tenant-002" in clean_instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
@@ -73,11 +64,11 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     ]
 
     # The late-data sensor leaves it out of per-tenant runs and of a burst's rectangle.
-    _sql(oltp_url, "UPDATE emails SET opened = now() WHERE sent_at::date = '2026-03-20'")
+    run_sql(oltp_url, "UPDATE emails SET opened = now() WHERE sent_at::date = '2026-03-20'")
     monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
-    start = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
-    _sql(oltp_url, "UPDATE emails SET opened = now() WHERE sent_at::date = '2026-03-21'")
-    late = _tick(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    start = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    run_sql(oltp_url, "UPDATE emails SET opened = now() WHERE sent_at::date = '2026-03-21'")
+    late = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
     assert sorted(r.tags["analytics/tenant"] for r in late.run_requests) == [
         "tenant-001",
         "tenant-003",
@@ -98,8 +89,8 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     ]
 
     # Reactivated: reported once, and refreshed again.
-    _sql(oltp_url, "UPDATE tenants SET status = 'active' WHERE id = 'tenant-002'")
-    back = _tick(sensors.tenant_sensor, clean_instance, oltp_url, second.cursor)
+    run_sql(oltp_url, "UPDATE tenants SET status = 'active' WHERE id = 'tenant-002'")
+    back = evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url, second.cursor)
     assert [
         (type(r).__name__, list(r.partition_keys)) for r in back.dynamic_partitions_requests
     ] == [("DeleteDynamicPartitionsRequest", ["tenant-002"])]

@@ -23,7 +23,7 @@ from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.rollups.tables.mailbox_analytics import MAILBOX_ANALYTICS
 from analytics_pipeline_tests import oracle
-from analytics_pipeline_tests.conftest import TEST_SIZE, truncate_olap
+from analytics_pipeline_tests.testbed import TEST_SIZE, truncate_olap
 
 TENANTS = [*TEST_SIZE.tenant_ids(), "quiet"]
 DAYS = [TEST_SIZE.first_day + dt.timedelta(days=i) for i in range(TEST_SIZE.days)]
@@ -121,16 +121,11 @@ def test_separate_olap_database_gets_identical_rows(name, oltp, olap, separate_o
         other.dispose()
 
 
-def test_audit_log_never_alters_or_drops_an_action(fresh_url, databases):
+def test_audit_log_never_alters_or_drops_an_action(databases):
     """Compliance: the copy keeps what it first recorded, even if the source row changes."""
     from analytics_pipeline.resources.database import OltpDatabase
-    from analytics_pipeline_tests.conftest import make_oltp
 
-    url = databases.create("audit")
-    make_oltp(url)
-    from analytics_pipeline_tests.conftest import make_olap
-
-    make_olap(url)
+    url = databases.create_demo("audit")
     oltp, olap = OltpDatabase(url=url), OlapDatabase(url=url)
     rollup = BY_NAME["admin_audit_log"]
     part = _parts({(t, d) for t in TEST_SIZE.tenant_ids() for d in DAYS})

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.resources import oltp_role
 from analytics_pipeline.resources.database import OltpDatabase
-from analytics_pipeline_tests.conftest import ADMIN_URL, make_oltp
+from analytics_pipeline_tests.testbed import ADMIN_URL, make_oltp
 
 ROOT = Path(__file__).resolve().parents[1]
 INSERT = "INSERT INTO tenants (id, name, status) VALUES ('intruder', 'x', 'active')"
@@ -45,9 +45,9 @@ def _tenants(url: str) -> list[str]:
 @pytest.fixture(autouse=True)
 def _forget_checked_urls() -> Iterator[None]:
     # Each test decides for itself what the preflight sees.
-    oltp_role._checked.clear()
+    oltp_role.forget_checked()
     yield
-    oltp_role._checked.clear()
+    oltp_role.forget_checked()
 
 
 class Role:

@@ -30,8 +30,8 @@ from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import COPY, is_transient, refresh
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline_tests import oracle
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp, truncate_olap
 from analytics_pipeline_tests.replica import ReplicaPair, replica_pair  # noqa: F401 (fixture)
+from analytics_pipeline_tests.testbed import TEST_SIZE, make_olap, make_oltp, truncate_olap
 
 TENANTS = [*TEST_SIZE.tenant_ids(), "quiet"]
 ALL = [

@@ -22,7 +22,7 @@ from analytics_pipeline.rollups.spec import Retention
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.billing_analytics import BILLING_ANALYTICS
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
+from analytics_pipeline_tests.testbed import TEST_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +59,7 @@ def _count(url: str, table: str, before: str) -> int:
 def test_expired_partitions_are_deleted_in_bounded_batches(databases, tmp_path, monkeypatch):
     # One database for OLTP and OLAP: the definitions' OLAP resource follows OLTP_DATABASE_URL
     # unless OLAP_DATABASE_URL was set when they were first imported.
-    oltp_url = olap_url = databases.create("retention")
-    make_oltp(oltp_url)
-    make_olap(olap_url)
+    oltp_url = olap_url = databases.create_demo("retention")
     dagster_url = sa.make_url(databases.create("ret_dagster")).set(drivername="postgresql+psycopg2")
     monkeypatch.setenv("OLTP_DATABASE_URL", oltp_url)
     monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)

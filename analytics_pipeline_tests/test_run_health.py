@@ -26,11 +26,9 @@ import sqlalchemy as sa
 
 from analytics_pipeline.instance import run_health
 from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
-from analytics_pipeline_tests.test_daemon import _wait, start_daemon, terminate
+from analytics_pipeline_tests.testbed import CLI, TEST_SIZE, start_daemon, terminate, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "analytics_pipeline.cli"]
 DAY = TEST_SIZE.last_day
 
 
@@ -56,9 +54,7 @@ class Setup:
     """OLTP+OLAP in one database, a Dagster instance in another, the project's dagster.yaml."""
 
     def __init__(self, databases, home: Path) -> None:
-        self.url = databases.create("kill")
-        make_oltp(self.url)
-        make_olap(self.url)
+        self.url = databases.create_demo("kill")
         self.dagster_url = (
             sa.make_url(databases.create("kill_dagster"))
             .set(drivername="postgresql+psycopg2")
@@ -165,8 +161,8 @@ def test_a_backfill_after_two_killed_backfills_completes_on_its_own(setup):
             setup.block(tenant)
         procs = [_backfill(setup, t) for t in ("tenant-001", "tenant-002")]
         try:
-            _wait(lambda: setup.waiting_on_lock() == 2, 600, "both backfills to block")
-            _wait(lambda: len(setup.slot_holders()) == 2, 300, "both oltp slots to be taken")
+            wait_until(lambda: setup.waiting_on_lock() == 2, 600, "both backfills to block")
+            wait_until(lambda: len(setup.slot_holders()) == 2, 300, "both oltp slots to be taken")
         finally:
             for proc in procs:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -243,10 +239,12 @@ def test_the_daemon_fails_two_killed_runs_and_a_third_completes_on_its_own(setup
             for tenant in ("tenant-001", "tenant-002"):
                 setup.block(tenant)
                 _launch(setup, tenant)
-                runs.append(_wait(lambda t=tenant: _run_of(instance, t), 300, f"{tenant}'s run"))
-            _wait(lambda: setup.waiting_on_lock() == 2, 600, "both runs to block")
+                runs.append(
+                    wait_until(lambda t=tenant: _run_of(instance, t), 300, f"{tenant}'s run")
+                )
+            wait_until(lambda: setup.waiting_on_lock() == 2, 600, "both runs to block")
             killed = [r.run_id for r in runs]
-            _wait(lambda: setup.slot_holders() == sorted(killed), 300, "both oltp slots taken")
+            wait_until(lambda: setup.slot_holders() == sorted(killed), 300, "both oltp slots taken")
             for run in runs:
                 tags = instance.get_run_by_id(run.run_id).tags
                 assert tags[run_health.HOST_TAG] == run_health.this_host()
@@ -254,8 +252,8 @@ def test_the_daemon_fails_two_killed_runs_and_a_third_completes_on_its_own(setup
             setup.unblock()
 
             _launch(setup, "tenant-003")
-            third = _wait(lambda: _run_of(instance, "tenant-003"), 300, "the third run")
-            _wait(
+            third = wait_until(lambda: _run_of(instance, "tenant-003"), 300, "the third run")
+            wait_until(
                 lambda: (
                     instance.get_run_by_id(third.run_id).status
                     in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
@@ -265,7 +263,7 @@ def test_the_daemon_fails_two_killed_runs_and_a_third_completes_on_its_own(setup
             )
             assert instance.get_run_by_id(third.run_id).status == dg.DagsterRunStatus.SUCCESS
             assert _statuses(instance, killed) == [dg.DagsterRunStatus.FAILURE] * 2
-            _wait(lambda: setup.slot_holders() == [], 300, "the slots to be freed")
+            wait_until(lambda: setup.slot_holders() == [], 300, "the slots to be freed")
         finally:
             terminate(daemon)
 

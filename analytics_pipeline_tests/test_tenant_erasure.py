@@ -36,7 +36,7 @@ from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.tracking.message import Message
 from analytics_pipeline.tracking.outbox import Outbox
-from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp
+from analytics_pipeline_tests.testbed import ADMIN_URL, TEST_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 GONE = "tenant-002"
@@ -56,9 +56,7 @@ def pipeline(databases, tmp_path, monkeypatch):
     OLTP_DATABASE_URL unless OLAP_DATABASE_URL was set when they were first imported; the
     searches below read the `analytics` schema (OLTP is the product's, not ours to erase).
     """
-    oltp_url = olap_url = databases.create("erase")
-    make_oltp(oltp_url)
-    make_olap(olap_url)
+    oltp_url = olap_url = databases.create_demo("erase")
     dagster_url = sa.make_url(databases.create("erase_dagster")).set(
         drivername="postgresql+psycopg2"
     )
@@ -232,7 +230,6 @@ def _pg_dump(database: str) -> str:
 
 
 def p_admin_url() -> str:
-    from analytics_pipeline_tests.conftest import ADMIN_URL
 
     return ADMIN_URL
 

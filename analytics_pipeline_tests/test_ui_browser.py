@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from analytics_pipeline.rollups.tables import REGISTRY
-from analytics_pipeline_tests.conftest import DEV_DAYS, DevServer
+from analytics_pipeline_tests.dev_server import DEV_DAYS, DevServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -44,7 +44,7 @@ VIEWPORT = {"width": 1400, "height": 900}
 # pop up over whatever the test is clicking. This is what its "Skip" button stores.
 SKIP_COMMUNITY_DIALOG = "window.localStorage.setItem('communityNux', JSON.stringify('1'))"
 
-# The partition the browser materializes: one the GraphQL test never touches (see conftest.py).
+# The partition the browser materializes: one the GraphQL test never touches (see dev_server.py).
 TENANT = "tenant-002"
 DAY = DEV_DAYS[0].isoformat()
 # The demo's partitions per asset: two tenants x (its three days and today).

@@ -67,3 +67,9 @@ def preflight(engine: sa.Engine, display_url: str, environ: dict[str, str] | Non
         _checked.discard(key)
         raise ConfigurationError(message + f" ({ENVIRONMENT_ENV}=production refuses to run)")
     log.warning("%s (allowed outside production)", message)
+
+
+def forget_checked() -> None:
+    """Forget which URLs passed, so the next preflight of each asks PostgreSQL again: for a
+    process that changes roles' privileges while it runs (the tests do)."""
+    _checked.clear()
