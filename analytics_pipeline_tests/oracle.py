@@ -26,7 +26,6 @@ OUTCOMES = [
     "unsubscribed",
     "spam_complaints",
 ]
-CAMPAIGN_METRICS = OUTCOMES  # kept for the older tests' import
 RATIOS = {"limit_utilization", "inbox_rate"}
 
 GRAINS = {
@@ -44,10 +43,6 @@ def read_source(engine: sa.Engine, table: str) -> pd.DataFrame:
     source = sa.Table(table, sa.MetaData(), autoload_with=engine)
     with engine.connect() as conn:
         return pd.read_sql_query(sa.select(source), conn)
-
-
-def read_emails(engine: sa.Engine) -> pd.DataFrame:
-    return read_source(engine, "emails")
 
 
 def _utc_date(series: pd.Series) -> pd.Series:
@@ -280,10 +275,6 @@ def read_table(engine: sa.Engine, table: str, columns: list[str], grain: list[st
     with engine.connect() as conn:
         frame = pd.DataFrame(conn.execute(sa.select(*t.c)).all(), columns=columns)
     return normalize(frame, grain)
-
-
-def campaign_analytics_from_emails(emails: pd.DataFrame, partitions: Partitions) -> pd.DataFrame:
-    return campaign_analytics({"emails": emails}, partitions)
 
 
 def assert_tables_exact(

@@ -1,10 +1,14 @@
-"""All seven OLAP tables against the independent pandas oracle, and their guarantees.
+"""Every OLAP table against the independent pandas oracle, and the refresh's guarantees.
 
 Why: each table is a contract with dashboards, finance or compliance. The oracle is written from
 the contract, apart from the SQL, and the data holds the edge cases the contract is precise
 about (edge_cases.sql: NULL keys, midnight, a tenant with no activity, a zero daily limit,
 all-pending warmup, a second currency, void and zero invoices, refunds, subscriptions starting
-or cancelled exactly at a day's end, late-recorded admin actions).
+or cancelled exactly at a day's end, late-recorded admin actions). The guarantees every table
+shares (exact rows for exactly the run's partitions, whatever their number; idempotent re-runs;
+the same rows by COPY into another database) are tested per table; those of the engine itself
+(a failing SELECT or check leaves the previous rows; stale rows go; OLTP is read-only) once, on
+campaign_analytics.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from analytics_pipeline.errors import DataQualityError
+from analytics_pipeline.errors import DataQualityError, RollupError
 from analytics_pipeline.partitions import TenantDay
-from analytics_pipeline.resources.database import OlapDatabase
-from analytics_pipeline.rollups.engine import COPY, refresh
+from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
+from analytics_pipeline.rollups.engine import COPY, IN_DATABASE, refresh
+from analytics_pipeline.rollups.sql import count_all
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.rollups.tables.mailbox_analytics import MAILBOX_ANALYTICS
@@ -71,6 +76,9 @@ def test_table_equals_oracle_over_whole_range(name, oltp, olap, sources):
     got = _rows(olap.engine, rollup)
     assert got == expected
     assert result.rows_written == len(expected)
+    assert result.path == IN_DATABASE
+    assert result.partitions == len(ALL)
+    assert result.windows == len(TENANTS), "one run of consecutive days per tenant"
     assert not [r for r in got if r["tenant_id"] == "quiet"], "no activity, no rows"
 
 
@@ -91,8 +99,13 @@ def test_rerun_is_idempotent_and_touches_only_its_partitions(name, oltp, olap):
     rollup = BY_NAME[name]
     refresh(rollup, _parts(ALL), oltp=oltp, olap=olap, run_id="first")
     before = _rows(olap.engine, rollup)
-    refresh(rollup, _parts(SCATTERED), oltp=oltp, olap=olap, run_id="second")
+    second = refresh(rollup, _parts(SCATTERED), oltp=oltp, olap=olap, run_id="second")
     assert _rows(olap.engine, rollup) == before
+    inside_rows = len([r for r in before if (r["tenant_id"], r["date"]) in SCATTERED])
+    if rollup.write_mode == "append_only":
+        assert (second.rows_deleted, second.rows_written) == (0, 0), "nothing new to append"
+    else:
+        assert second.rows_deleted == second.rows_written == inside_rows > 0
     t = rollup.table
     with olap.engine.connect() as conn:
         stamps = conn.execute(
@@ -113,9 +126,13 @@ def test_separate_olap_database_gets_identical_rows(name, oltp, olap, separate_o
     other = OlapDatabase(url=separate_olap_url)
     try:
         truncate_olap(other)
-        for _ in range(2):
+        for _ in range(2):  # the second pass replaces (or, append-only, keeps), never doubles
             result = refresh(rollup, _parts(ALL), oltp=oltp, olap=other, run_id="copy")
         assert result.path == COPY
+        if rollup.write_mode == "append_only":
+            assert (result.rows_deleted, result.rows_written) == (0, 0)
+        else:
+            assert result.rows_written == result.rows_deleted > 0
         assert _rows(other.engine, rollup) == _rows(olap.engine, rollup)
     finally:
         other.dispose()
@@ -123,8 +140,6 @@ def test_separate_olap_database_gets_identical_rows(name, oltp, olap, separate_o
 
 def test_audit_log_never_alters_or_drops_an_action(databases):
     """Compliance: the copy keeps what it first recorded, even if the source row changes."""
-    from analytics_pipeline.resources.database import OltpDatabase
-
     url = databases.create_demo("audit")
     oltp, olap = OltpDatabase(url=url), OlapDatabase(url=url)
     rollup = BY_NAME["admin_audit_log"]
@@ -203,3 +218,119 @@ def test_rows_lost_by_a_join_fail_reconciliation(oltp, olap):
         assert (
             conn.execute(sa.text("SELECT count(*) FROM analytics.mailbox_analytics")).scalar() == 0
         )
+
+
+# -- The engine's own guarantees, shown on campaign_analytics ----------------------------------
+
+
+def test_campaign_edge_cases_null_campaign_midnight_and_every_sent_email_once(oltp, olap, sources):
+    """The oracle comparison above is only as good as the oracle: these pin, against raw OLTP,
+    what campaign_analytics' contract is precise about."""
+    result = refresh(CAMPAIGN_ANALYTICS, _parts(ALL), oltp=oltp, olap=olap, run_id="t")
+    rows = _rows(olap.engine, CAMPAIGN_ANALYTICS)
+    emails = sources["emails"]
+    # Every sent email of the range is counted exactly once; queued ones never.
+    assert sum(r["sent"] for r in rows) == int(emails["sent_at"].notna().sum())
+    assert result.rows_written == len(rows)
+    # One NULL-campaign row per tenant and day that had one-off emails, never more.
+    one_offs = [(r["tenant_id"], r["date"]) for r in rows if r["campaign_id"] is None]
+    assert len(one_offs) == len(set(one_offs)) > 0
+    # An email sent exactly at 00:00:00 UTC belongs to that day, not the one before.
+    with oltp.read_snapshot() as conn:
+        tenant, sent_at = conn.execute(
+            sa.text(
+                "SELECT tenant_id, sent_at FROM emails "
+                "WHERE sent_at = date_trunc('day', sent_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' "
+                "AND campaign_id IS NOT NULL ORDER BY id LIMIT 1"
+            )
+        ).one()
+    day = sent_at.astimezone(dt.UTC).date()
+    got = [r for r in rows if (r["tenant_id"], r["date"]) == (tenant, day)]
+    assert got == _expected(sources, CAMPAIGN_ANALYTICS, {(tenant, day)})
+    assert got
+
+
+def test_writes_exactly_its_partitions(oltp, olap):
+    """Rows of other partitions survive; stale rows inside the run's partitions are removed."""
+    target = ("tenant-001", dt.date(2026, 3, 15))
+    with olap.transaction() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO analytics.campaign_analytics (tenant_id, date, campaign_id, sent, "
+                "delivered, opened_tracked, clicked_tracked, replied, bounced, unsubscribed, "
+                "spam_complaints) VALUES "
+                # Same tenant, neighbouring days, and same day of another tenant: must survive.
+                "('tenant-001', '2026-03-14', 'x', 9, 0, 0, 0, 0, 0, 0, 0), "
+                "('tenant-001', '2026-03-16', 'x', 9, 0, 0, 0, 0, 0, 0, 0), "
+                "('tenant-002', '2026-03-15', 'x', 9, 0, 0, 0, 0, 0, 0, 0), "
+                # Inside the target partition, a campaign with no emails: must disappear.
+                "('tenant-001', '2026-03-15', 'gone', 9, 0, 0, 0, 0, 0, 0, 0)"
+            )
+        )
+    refresh(CAMPAIGN_ANALYTICS, _parts([target]), oltp=oltp, olap=olap, run_id="t")
+    with olap.engine.connect() as conn:
+        sentinels = conn.execute(
+            sa.text(
+                "SELECT tenant_id, date::text FROM analytics.campaign_analytics WHERE sent = 9 "
+                "AND campaign_id IN ('x', 'gone') ORDER BY 1, 2"
+            )
+        ).all()
+        partitions = conn.execute(
+            sa.text(
+                "SELECT DISTINCT tenant_id, date FROM analytics.campaign_analytics "
+                "WHERE campaign_id IS DISTINCT FROM 'x'"
+            )
+        ).all()
+    assert sentinels == [
+        ("tenant-001", "2026-03-14"),
+        ("tenant-001", "2026-03-16"),
+        ("tenant-002", "2026-03-15"),
+    ]
+    assert partitions == [target]
+
+
+def test_failed_refresh_leaves_previous_rows(oltp, olap):
+    """A SELECT that fails in the database (not a check) rolls the DELETE back too."""
+    refresh(CAMPAIGN_ANALYTICS, _parts(ALL), oltp=oltp, olap=olap, run_id="good")
+    before = _rows(olap.engine, CAMPAIGN_ANALYTICS)
+
+    def failing_select(w):
+        # Same columns, but the SELECT divides by zero once rows are being produced, that is
+        # after the DELETE of the run's partitions has already happened in the transaction.
+        good = CAMPAIGN_ANALYTICS.select(w)
+        return good.with_only_columns(
+            *[
+                (sa.func.count() / 0).label("sent") if c.name == "sent" else c
+                for c in good.selected_columns
+            ]
+        )
+
+    broken = dataclasses.replace(CAMPAIGN_ANALYTICS, select=failing_select)
+    with pytest.raises(
+        RollupError,
+        match=rf"campaign_analytics: refreshing {len(ALL)} partition\(s\).*"
+        r"previous rows are unchanged.*DivisionByZero",
+    ):
+        refresh(broken, _parts(ALL), oltp=oltp, olap=olap, run_id="bad")
+    assert _rows(olap.engine, CAMPAIGN_ANALYTICS) == before
+
+
+def test_oltp_snapshot_is_read_only(oltp: OltpDatabase):
+    with (
+        pytest.raises(sa.exc.InternalError, match="read-only transaction"),
+        oltp.read_snapshot() as conn,
+    ):
+        conn.execute(sa.text("UPDATE tenants SET name = name"))
+
+
+def test_empty_partition_set_is_refused(oltp, olap):
+    with pytest.raises(RollupError, match="at least one"):
+        refresh(CAMPAIGN_ANALYTICS, [], oltp=oltp, olap=olap)
+
+
+def test_select_with_wrong_columns_is_caught_at_definition_time():
+    def wrong(w):
+        return CAMPAIGN_ANALYTICS.select(w).with_only_columns(count_all("sent"))
+
+    with pytest.raises(TypeError, match="campaign_analytics: SELECT yields columns"):
+        dataclasses.replace(CAMPAIGN_ANALYTICS, select=wrong)
