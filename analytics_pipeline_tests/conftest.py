@@ -24,7 +24,13 @@ os.environ.setdefault("ANALYTICS_PARTITIONS_START", "2024-01-01")
 
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
-from analytics_pipeline_tests.dev_server import ASSET_NODES, DEV_DAYS, DEV_DEMO, DevServer
+from analytics_pipeline_tests.dev_server import (
+    ASSET_NODES,
+    DEV_DAYS,
+    DEV_DEMO,
+    LATE_ASSET,
+    DevServer,
+)
 from analytics_pipeline_tests.fake_posthog import FakePostHog
 from analytics_pipeline_tests.testbed import (
     ROOT,
@@ -181,6 +187,7 @@ def dev_server() -> Iterator[DevServer]:
         server = DevServer(home)
         try:
             server.wait_until_serving()
+            server.keep_late(*LATE_ASSET)
             yield server
         finally:
             server.stop()

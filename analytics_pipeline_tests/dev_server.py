@@ -26,6 +26,15 @@ DEV_LAST_DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 DEV_DAYS = [DEV_LAST_DAY - dt.timedelta(days=n) for n in (2, 1, 0)]
 DEV_DEMO = ["--tenants", "2", "--days", "3", "--emails-per-day", "30"]
 ASSET_NODES = "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }"
+LATEST_MATERIALIZATION = """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) {
+  ... on Asset { assetMaterializations(limit: 1) { timestamp } } } }"""
+# How old the freshness tests make an asset's latest materialization: twice its one-hour window.
+LATE_BY = dt.timedelta(hours=2)
+# The asset (and partition) the browser test sees fail its freshness policy. The `dev_server`
+# fixture makes it late as soon as the server serves: the daemon's first freshness judgments come
+# minutes after it starts, and so they overlap the tests before. Its tenant-001 partition on the
+# first day: no test's run touches it.
+LATE_ASSET = (["analytics", "warmup_analytics"], f"{DEV_DAYS[0].isoformat()}|tenant-001")
 
 
 class DevServer:
@@ -106,6 +115,21 @@ class DevServer:
                 ),
                 timestamp=at.timestamp(),
             )
+
+    def keep_late(self, key: list[str], partition: str, age: dt.timedelta = LATE_BY) -> None:
+        """Make the latest materialization of `key` one `age` old, unless it already is one
+        older than its one-hour freshness window.
+
+        Call it on every poll while waiting for the daemon to judge the asset late: the dev
+        server's schedules keep running (every half hour, on the hour), and a scheduled refresh
+        in the meantime makes the asset fresh again, which is right, but not what the wait is
+        for; recording the late materialization again makes it the latest once more.
+        """
+        latest = self.graphql(LATEST_MATERIALIZATION, {"path": key})["data"]["assetOrError"]
+        stamps = [float(m["timestamp"]) / 1000 for m in latest["assetMaterializations"]]
+        window_start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        if not stamps or dt.datetime.fromtimestamp(stamps[0], dt.UTC) > window_start:
+            self.record_materialization(key, partition, dt.datetime.now(dt.UTC) - age)
 
     def log_tail(self, lines: int = 60) -> str:
         self._log.flush()

@@ -31,7 +31,13 @@ from analytics_pipeline.rollups.engine import COPY, is_transient, refresh
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline_tests import oracle
 from analytics_pipeline_tests.replica import ReplicaPair, replica_pair  # noqa: F401 (fixture)
-from analytics_pipeline_tests.testbed import TEST_SIZE, make_olap, make_oltp, truncate_olap
+from analytics_pipeline_tests.testbed import (
+    TEST_SIZE,
+    evaluate_sensor,
+    make_olap,
+    make_oltp,
+    truncate_olap,
+)
 
 TENANTS = [*TEST_SIZE.tenant_ids(), "quiet"]
 ALL = [
@@ -95,13 +101,6 @@ def test_every_table_is_exact_when_oltp_is_the_standby(loaded):
         olap.dispose()
 
 
-def _tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"oltp": OltpDatabase(url=url)}
-    ) as ctx:
-        return sensors.late_data_sensor(ctx)
-
-
 def _watermark(cursor: str) -> dt.datetime:
     return dt.datetime.fromisoformat(json.loads(cursor)["emails.updated_at"])
 
@@ -122,7 +121,7 @@ def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded,
 
     with dg.DagsterInstance.ephemeral() as instance:
         add_tenants(instance, TEST_SIZE.tenant_ids())
-        start = _tick(instance, standby, None)
+        start = evaluate_sensor(sensors.late_data_sensor, instance, standby, None)
         _scalar(standby, "SELECT pg_wal_replay_pause()")
         try:
             _wait(
@@ -145,7 +144,7 @@ def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded,
                 ),
                 "the standby's clock to pass the change",
             )
-            paused = _tick(instance, standby, start.cursor)
+            paused = evaluate_sensor(sensors.late_data_sensor, instance, standby, start.cursor)
             assert paused.run_requests == []
             assert _watermark(paused.cursor) < changed_at
             # Any later commit on the primary (here a heartbeat) moves the replay position on.
@@ -156,7 +155,7 @@ def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded,
             _scalar(standby, "SELECT pg_wal_replay_resume()")
         pair.wait_for_replay()
 
-        resumed = _tick(instance, standby, paused.cursor)
+        resumed = evaluate_sensor(sensors.late_data_sensor, instance, standby, paused.cursor)
         assert _watermark(resumed.cursor) >= changed_at
         requested = [r for r in resumed.run_requests if campaign.name in str(r.asset_selection)]
         assert requested, resumed.run_requests

@@ -161,7 +161,13 @@ def test_a_backfill_after_two_killed_backfills_completes_on_its_own(setup):
             setup.block(tenant)
         procs = [_backfill(setup, t) for t in ("tenant-001", "tenant-002")]
         try:
-            wait_until(lambda: setup.waiting_on_lock() == 2, 600, "both backfills to block")
+
+            def both_blocked() -> bool:
+                for proc in procs:  # one that ended cannot block: say why, now
+                    assert proc.poll() is None, f"a backfill ended early:\n{proc.stdout.read()}"
+                return setup.waiting_on_lock() == 2
+
+            wait_until(both_blocked, 600, "both backfills to block")
             wait_until(lambda: len(setup.slot_holders()) == 2, 300, "both oltp slots to be taken")
         finally:
             for proc in procs:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from analytics_pipeline.rollups.tables import REGISTRY
-from analytics_pipeline_tests.dev_server import DEV_DAYS, DevServer
+from analytics_pipeline_tests.dev_server import DEV_DAYS, LATE_ASSET, DevServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -49,7 +49,7 @@ TENANT = "tenant-002"
 DAY = DEV_DAYS[0].isoformat()
 # The demo's partitions per asset: two tenants x (its three days and today).
 DEMO_PARTITIONS = 2 * (len(DEV_DAYS) + 1)
-STALE_ASSET = "analytics/warmup_analytics"
+STALE_ASSET = "/".join(LATE_ASSET[0])
 FRESHNESS_TIMEOUT_MS = 240_000
 PARTITION = f"{DAY}|{TENANT}"
 ASSET = "analytics/campaign_analytics"
@@ -177,16 +177,18 @@ def _read_the_column_lineage(tour: Tour) -> None:
 
 
 def _see_a_late_asset_fail_its_freshness(tour: Tour) -> None:
-    """An asset whose latest refresh is two hours old shows its freshness policy failed."""
-    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
-    tour.server.record_materialization(STALE_ASSET.split("/"), f"{DAY}|tenant-001", two_hours_ago)
+    """An asset whose latest refresh is two hours old shows its freshness policy failed (made
+    late by the `dev_server` fixture, and again here if a run has refreshed it since)."""
+    tour.server.keep_late(*LATE_ASSET)
     page = tour.page
     page.goto(f"/assets/{STALE_ASSET}")
     status = page.get_by_text("Freshness policy", exact=True).first.locator("..")
     deadline = time.monotonic() + FRESHNESS_TIMEOUT_MS / 1000
-    # The daemon judges freshness every 30 s; the page shows what it last recorded.
+    # The daemon judges freshness every 30 s; the page shows what it last recorded. A scheduled
+    # refresh (or the GraphQL test's runs) would have made it fresh again: keep_late makes it late.
     while time.monotonic() < deadline and "Failed" not in status.inner_text():
         time.sleep(5)
+        tour.server.keep_late(*LATE_ASSET)
         page.reload()
     expect(status).to_contain_text("Failed")
     tour.shot("stale")
