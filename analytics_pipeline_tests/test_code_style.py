@@ -1,7 +1,9 @@
-"""Lint and format, so the one README test command also keeps the code style checked."""
+"""Lint and format, so the one README test command also keeps the code style checked; and the
+tests' own structure (issue 12): helpers in support modules, fixtures in conftest.py."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +25,25 @@ def test_ruff_lint():
 def test_ruff_format():
     out = _ruff("format", "--check", ".")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# Modules that still import from conftest.py or another test module; their owners move them to
+# testbed.py / dev_server.py (issue 12). Only ever shrinks.
+NOT_YET_MOVED = {"test_dagster.py", "test_dev_command.py", "test_instance_storage.py",
+                 "test_tracking_facade.py"}  # fmt: skip
+
+
+def test_no_test_module_imports_conftest_or_another_test_module():
+    """A helper two test modules share lives in a support module (testbed.py, dev_server.py,
+    oracle.py, ...) or is a conftest fixture: importing a test module runs its module-level
+    code, collects its tests twice in the importer's namespace, and hides what depends on what."""
+    offenders = []
+    for path in sorted((ROOT / "analytics_pipeline_tests").glob("*.py")):
+        if path.name in NOT_YET_MOVED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                leaf = node.module.rsplit(".", 1)[-1]
+                if leaf == "conftest" or leaf.startswith("test_"):
+                    offenders.append(f"{path.name}:{node.lineno} imports {node.module}")
+    assert not offenders, offenders
