@@ -32,7 +32,8 @@ def delete_expired_rows(
 ) -> int:
     """Delete rows dated before `cutoff`, `batch` at a time, at most `max_batches` batches."""
     t = rollup.table
-    ctid = sa.literal_column("ctid")
+    # The row's physical address (PostgreSQL's `tid`): no Python type, only compared with itself.
+    ctid: sa.ColumnClause[object] = sa.literal_column("ctid")
     victims = sa.select(ctid).select_from(t).where(t.c.date < cutoff).limit(batch)
     total = 0
     for _ in range(max_batches):
