@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         warnings.filterwarnings("ignore", module="dagster")
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
-    from analytics_pipeline.embedded.server import install_sigterm_handler
+    from analytics_pipeline.embedded.signals import install_sigterm_handler
 
     install_sigterm_handler()
     try:
