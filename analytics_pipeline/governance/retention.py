@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
-from analytics_pipeline.instance.forget import delete_expired_history
+from analytics_pipeline.instance.expired_history import delete_expired_history
 from analytics_pipeline.resources.database import OlapDatabase
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
