@@ -18,6 +18,7 @@ from analytics_pipeline.automation.sensors import (
 )
 from analytics_pipeline.deployment.executor import resolve_executor
 from analytics_pipeline.governance.retention import enforce_retention, retention_schedule
+from analytics_pipeline.names import REFRESH_JOB
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
@@ -29,7 +30,7 @@ GIT_BRANCH_ENV = "ANALYTICS_GIT_BRANCH"
 rollup_assets = [build_rollup_asset(r) for r in REGISTRY]
 
 refresh_analytics_job = dg.define_asset_job(
-    name="refresh_analytics",
+    name=REFRESH_JOB,
     selection=dg.AssetSelection.assets(*rollup_assets),
     description="Recompute every OLAP table for the run's (tenant, date) partitions.",
 )

@@ -10,8 +10,8 @@ import os
 
 import dagster as dg
 
+from analytics_pipeline.assets.selection import ALL_ROLLUPS, ROLLUP_SELECTION
 from analytics_pipeline.automation.planning import PlannedRun, tenant_blocks
-from analytics_pipeline.automation.sensors import ALL_ROLLUPS, ROLLUP_SELECTION
 from analytics_pipeline.partitions import (
     OFFBOARDED_PARTITIONS_NAME,
     TENANTS_PARTITIONS_NAME,

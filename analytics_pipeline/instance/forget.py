@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from dagster._core.events.log import EventLogEntry
 from dagster._serdes import deserialize_value
 
-from analytics_pipeline.automation.planning import run_tenant
 from analytics_pipeline.errors import TenantLifecycleError
 from analytics_pipeline.partitions import (
     DATE_DIMENSION,
@@ -33,6 +32,7 @@ from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     tenant_daily_partitions,
 )
+from analytics_pipeline.run_tags import run_tenant
 
 # Every table of Dagster 1.13's PostgreSQL schema, with its text columns (text, varchar).
 KNOWN_TEXT_COLUMNS: Mapping[str, tuple[str, ...]] = {

@@ -100,6 +100,22 @@ def count_where(condition: sa.ColumnElement[bool], name: str) -> sa.Label:
     return sa.func.count().filter(condition).label(name)
 
 
+# A literal, not a bound parameter: it appears in several expressions that must stay equal.
+ONE_DAY = sa.text("interval '1 day'")
+
+
+def window_days(w: Windows, alias: str = "d") -> sa.TableValuedAlias:
+    """Each day of each window, as a relation `d(day_start)` (the UTC midnight it starts at).
+
+    Join it to `w.relation` (ON true) to get one row per (window, day).
+    """
+    return (
+        sa.func.generate_series(w.c.starts_at, w.c.ends_at - ONE_DAY, ONE_DAY)
+        .table_valued(sa.column("day_start", _TS))
+        .render_derived(name=alias)
+    )
+
+
 def source_counts(w: Windows, source: sa.Table, timestamp: str, *, indexed: bool, where=None):
     """`(tenant_id, date, n)`: rows of `source` per (tenant, UTC day) of the windows.
 
@@ -115,14 +131,9 @@ def source_counts(w: Windows, source: sa.Table, timestamp: str, *, indexed: bool
             .group_by(source.c.tenant_id, day)
         )
         return query.where(where(source)) if where is not None else query
-    one_day = sa.text("interval '1 day'")
-    days = (
-        sa.func.generate_series(w.c.starts_at, w.c.ends_at - one_day, one_day)
-        .table_valued(sa.column("day_start", _TS))
-        .render_derived(name="d")
-    )
+    days = window_days(w)
     probe = sa.select(sa.func.count()).where(
-        source.c.tenant_id == w.c.tenant_id, ts >= days.c.day_start, ts < days.c.day_start + one_day
+        source.c.tenant_id == w.c.tenant_id, ts >= days.c.day_start, ts < days.c.day_start + ONE_DAY
     )
     if where is not None:
         probe = probe.where(where(source))

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from analytics_pipeline.errors import SchemaError
+from analytics_pipeline.rollups.schema import SCHEMA
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.warehouse.erasures import create_erasures, erasures
-from analytics_pipeline.warehouse.metadata import SCHEMA
 
 
 @dataclass(frozen=True)

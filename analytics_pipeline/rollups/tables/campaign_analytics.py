@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from analytics_pipeline.rollups.schema import count_column, key_column, olap_table
 from analytics_pipeline.rollups.spec import (
     PRODUCT_ANALYTICS,
     ChangeTracking,
@@ -13,7 +14,6 @@ from analytics_pipeline.rollups.spec import (
 )
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.sources.tables import emails
-from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table
 
 # The eight outcome counts of an email set, shared with sequence_step_analytics.
 EMAIL_OUTCOMES = (
@@ -63,8 +63,9 @@ EMAIL_OUTCOME_INVARIANTS = (
 
 
 # Sent emails per (tenant, day), counted apart from any rollup's grouping and joins, with one
-# probe per day of the product's (tenant_id, sent_at) index.
-EMAILS_SENT = Reconciliation(emails, "sent_at", indexed=True)
+# probe per day of the product's (tenant_id, sent_at) index; the campaign, step and mailbox
+# tables each sum them in their `sent` column.
+EMAILS_SENT = Reconciliation(emails, "sent_at", indexed=True, column="sent")
 
 
 # Late opens, replies, bounces and status changes touch updated_at and change the sent day.
@@ -103,7 +104,6 @@ CAMPAIGN_ANALYTICS = Rollup(
     ),
     invariants=EMAIL_OUTCOME_INVARIANTS,
     reconciliation=EMAILS_SENT,
-    reconciled_column="sent",
     tracks=(EMAILS_BY_SENT_DAY,),
     retention=PRODUCT_ANALYTICS,
 )

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from analytics_pipeline.rollups.schema import count_column, key_column, olap_table
 from analytics_pipeline.rollups.spec import (
     PRODUCT_ANALYTICS,
     ChangeTracking,
@@ -15,7 +16,6 @@ from analytics_pipeline.rollups.spec import (
 )
 from analytics_pipeline.rollups.sql import Windows, count_where, utc_day
 from analytics_pipeline.sources.tables import leads
-from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table
 
 # (output column, the lead timestamp it counts, description)
 MILESTONES = (
@@ -88,8 +88,7 @@ LEAD_ANALYTICS = Rollup(
         ),
     ),
     # The product has no index on leads.created_at: the leads are grouped by day instead.
-    reconciliation=Reconciliation(leads, "created_at"),
-    reconciled_column="leads_created",
+    reconciliation=Reconciliation(leads, "created_at", column="leads_created"),
     tracks=(ChangeTracking(leads, day_of=tuple(ts.name for _, ts, _ in MILESTONES)),),
     retention=PRODUCT_ANALYTICS,
 )
