@@ -1,4 +1,4 @@
-"""All seven OLAP tables against the independent pandas oracle, and their guarantees.
+"""Every OLAP table against the independent pandas oracle, and their guarantees.
 
 Why: each table is a contract with dashboards, finance or compliance. The oracle is written from
 the contract, apart from the SQL, and the data holds the edge cases the contract is precise

@@ -44,7 +44,7 @@ class BackfillRun:
 
 
 def select_rollups(groups: Sequence[str], tables: Sequence[str]) -> dict[str, list[Rollup]]:
-    """The chosen rollups by asset group; nothing chosen means all seven."""
+    """The chosen rollups by asset group; nothing chosen means every registered table."""
     known_groups = sorted({r.group for r in REGISTRY})
     known_tables = [r.name for r in REGISTRY]
     for g in groups:
