@@ -3,6 +3,7 @@
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -114,7 +115,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         oltp: OltpDatabase,
         olap: OlapDatabase,
         tracking: EventTrackingResource,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
         keys = {key: parse_partition_key(key) for key in context.partition_keys}
         partitions = sorted(set(keys.values()))
         run_id = context.run.run_id

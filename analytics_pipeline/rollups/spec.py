@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -127,7 +128,7 @@ class Rollup:
 
     table: sa.Table
     sources: tuple[sa.Table, ...]
-    select: Callable[[Windows], sa.Select]
+    select: Callable[[Windows], sa.Select[Any]]
     description: str
     group: str
     invariants: tuple[Invariant, ...] = field(default=())
@@ -138,10 +139,12 @@ class Rollup:
 
     @property
     def name(self) -> str:
+        """The table's name, which is also the asset's (see names.table_key)."""
         return self.table.name
 
     @property
-    def output_columns(self) -> list[sa.Column]:
+    def output_columns(self) -> list[sa.Column[Any]]:
+        """The columns the SELECT produces, in table order (the contract columns)."""
         return contract_columns(self.table)
 
     def __post_init__(self) -> None:

@@ -10,15 +10,18 @@ would hide the index.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from analytics_pipeline.partitions import TenantWindow
 
 _TS = sa.TIMESTAMP(timezone=True)
-_WINDOW_ARRAYS = {
+_WINDOW_ARRAYS: dict[str, type[sa.types.TypeEngine[Any]] | sa.types.TypeEngine[Any]] = {
     "w_tenant_id": sa.Text,
     "w_first_day": sa.Date,
     "w_end_day": sa.Date,
@@ -46,10 +49,13 @@ class Windows:
         ).render_derived(name=alias)
 
     @property
-    def c(self):
+    def c(self) -> ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]:
+        """The relation's columns: tenant_id, first_day, end_day, starts_at, ends_at."""
         return self.relation.c
 
-    def contains(self, tenant_col: sa.ColumnElement, ts_col: sa.ColumnElement) -> sa.ColumnElement:
+    def contains(
+        self, tenant_col: sa.ColumnElement[Any], ts_col: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[bool]:
         """`ts_col` (a timestamptz) falls on one of the window's days, for the window's tenant."""
         return sa.and_(
             tenant_col == self.c.tenant_id,
@@ -57,11 +63,13 @@ class Windows:
             ts_col < self.c.ends_at,
         )
 
-    def rows_of(self, table: sa.Table, timestamp: sa.ColumnElement) -> sa.Join:
+    def rows_of(self, table: sa.Table, timestamp: sa.ColumnElement[Any]) -> sa.Join:
         """`table` joined to the windows: its rows whose `timestamp` falls in one of them."""
         return table.join(self.relation, self.contains(table.c.tenant_id, timestamp))
 
-    def contains_day(self, tenant_col: sa.ColumnElement, date_col: sa.ColumnElement):
+    def contains_day(
+        self, tenant_col: sa.ColumnElement[Any], date_col: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[bool]:
         """`date_col` (a date) is one of the window's days, for the window's tenant."""
         return sa.and_(
             tenant_col == self.c.tenant_id,
@@ -74,7 +82,7 @@ def _utc_midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
-def window_params(windows: Sequence[TenantWindow]) -> dict[str, list]:
+def window_params(windows: Sequence[TenantWindow]) -> dict[str, list[Any]]:
     """The bound values for `Windows`: five parallel arrays, one element per window."""
     return {
         "w_tenant_id": [w.tenant_id for w in windows],
@@ -85,18 +93,20 @@ def window_params(windows: Sequence[TenantWindow]) -> dict[str, list]:
     }
 
 
-def utc_day(ts: sa.ColumnElement) -> sa.ColumnElement:
+def utc_day(ts: sa.ColumnElement[Any]) -> sa.ColumnElement[dt.date]:
     """The UTC date of a timestamptz, whatever the session's time zone."""
     # A literal, not a bound parameter: the same expression must appear in SELECT and GROUP BY,
     # and two parameters ($1, $2) would make them different expressions to PostgreSQL.
     return sa.cast(sa.func.timezone(sa.literal_column("'UTC'"), ts), sa.Date)
 
 
-def count_all(name: str) -> sa.Label:
+def count_all(name: str) -> sa.Label[int]:
+    """count(*) AS name."""
     return sa.func.count().label(name)
 
 
-def count_where(condition: sa.ColumnElement[bool], name: str) -> sa.Label:
+def count_where(condition: sa.ColumnElement[bool], name: str) -> sa.Label[int]:
+    """count(*) FILTER (WHERE condition) AS name."""
     return sa.func.count().filter(condition).label(name)
 
 
@@ -116,7 +126,14 @@ def window_days(w: Windows, alias: str = "d") -> sa.TableValuedAlias:
     )
 
 
-def source_counts(w: Windows, source: sa.Table, timestamp: str, *, indexed: bool, where=None):
+def source_counts(
+    w: Windows,
+    source: sa.Table,
+    timestamp: str,
+    *,
+    indexed: bool,
+    where: Callable[[sa.Table], sa.ColumnElement[bool]] | None = None,
+) -> sa.Select[Any]:
     """`(tenant_id, date, n)`: rows of `source` per (tenant, UTC day) of the windows.
 
     With `indexed`, each day is counted by its own probe of the (tenant_id, timestamp) index

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import INET, JSONB
 
@@ -48,7 +50,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     return sa.select(
         A.c.tenant_id,
         utc_day(A.c.occurred_at).label("date"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from analytics_pipeline.rollups.schema import count_column, key_column, money_column, olap_table
@@ -47,12 +49,18 @@ table = olap_table(
     "the day, and recurring revenue and seats at the day's end.",
 )
 
-_ZERO = sa.literal_column("0")
+_ZERO: sa.ColumnElement[int] = sa.literal_column("0")
 
 
-def _events(ts: sa.Column, measure: str, amount: sa.ColumnElement, w: Windows, *where) -> sa.Select:
+def _events(
+    ts: sa.Column[Any],
+    measure: str,
+    amount: sa.ColumnElement[Any],
+    w: Windows,
+    *where: sa.ColumnElement[bool],
+) -> sa.Select[Any]:
     """One row per invoice event on a day: its amount in `measure`, zeros elsewhere."""
-    values = {m: _ZERO for m in MEASURES}
+    values: dict[str, sa.ColumnElement[Any]] = {m: _ZERO for m in MEASURES}
     values[measure] = amount
     if measure == "invoiced_cents":
         values["invoices_issued"] = sa.literal_column("1")
@@ -68,7 +76,7 @@ def _events(ts: sa.Column, measure: str, amount: sa.ColumnElement, w: Windows, *
     )
 
 
-def _subscription_days(w: Windows) -> sa.Select:
+def _subscription_days(w: Windows) -> sa.Select[Any]:
     """Each subscription active at the end of each day of the window: its MRR and seats."""
     day = window_days(w)
     day_end = day.c.day_start + ONE_DAY
@@ -93,7 +101,7 @@ def _subscription_days(w: Windows) -> sa.Select:
     )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     inv = invoices
     rows = sa.union_all(
         _events(inv.c.issued_at, "invoiced_cents", inv.c.amount_cents, w, inv.c.status != "void"),

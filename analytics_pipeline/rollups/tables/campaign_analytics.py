@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 
 from analytics_pipeline.rollups.schema import count_column, key_column, olap_table
@@ -36,15 +39,21 @@ EMAIL_OUTCOMES = (
 )
 
 
-def email_outcome_columns() -> list[sa.Column]:
+def email_outcome_columns() -> list[sa.Column[Any]]:
+    """The outcome count columns, as the campaign and step tables both declare them."""
     return [count_column(name, doc) for name, doc, _ in EMAIL_OUTCOMES]
 
 
-def email_outcome_counts() -> list[sa.Label]:
+def email_outcome_counts() -> list[sa.Label[int]]:
+    """The outcome counts, in column order, over the emails of a group."""
     return [
         count_all(name) if cond is None else count_where(cond, name)
         for name, _, cond in EMAIL_OUTCOMES
     ]
+
+
+def _at_most_sent(name: str) -> Callable[[sa.Table], sa.ColumnElement[bool]]:
+    return lambda t: t.c[name] <= t.c.sent
 
 
 # Every outcome counts a subset of the emails sent: none can exceed `sent`, none is negative.
@@ -55,7 +64,7 @@ EMAIL_OUTCOME_INVARIANTS = (
         "every count >= 0",
     ),
     *(
-        Invariant(f"{name}_le_sent", lambda t, n=name: t.c[n] <= t.c.sent, f"{name} <= sent")
+        Invariant(f"{name}_le_sent", _at_most_sent(name), f"{name} <= sent")
         for name, _, cond in EMAIL_OUTCOMES
         if cond is not None
     ),
@@ -80,7 +89,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     day = utc_day(emails.c.sent_at)
     return (
         sa.select(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -47,7 +49,7 @@ def milestones_relation() -> sa.TableValuedAlias:
     )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     ev = milestones_relation()
     day = utc_day(ev.c.at)
     # A function in FROM may refer to earlier FROM items (implicit LATERAL): each lead fans out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from analytics_pipeline.rollups.schema import count_column, key_column, olap_table, ratio_column
@@ -37,7 +39,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     e = emails
     day = utc_day(e.c.sent_at)
     sent = sa.func.count()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from analytics_pipeline.rollups.schema import key_column, olap_table
@@ -36,7 +38,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     day = utc_day(emails.c.sent_at)
     # LEFT JOIN: an email without a step (or whose step row is missing) still counts, with
     # step_number NULL; an inner join would silently drop it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from analytics_pipeline.rollups.schema import count_column, key_column, olap_table, ratio_column
@@ -40,7 +42,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     day = utc_day(W.c.sent_at)
     placed = sa.func.count() - sa.func.count().filter(W.c.landed_in.is_(None))
     inbox = sa.func.count().filter(W.c.landed_in == "inbox")
