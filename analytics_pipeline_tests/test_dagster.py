@@ -12,6 +12,7 @@ import importlib.util
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -35,26 +36,22 @@ ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = dg.AssetKey(["analytics", "campaign_analytics"])
 
 
-def _olap_partitions(url: str) -> set[tuple[str, dt.date]]:
+def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT DISTINCT tenant_id, date FROM analytics.campaign_analytics")
-        ).all()
+        rows = [tuple(r) for r in conn.execute(sa.text(sql)).all()]
     engine.dispose()
-    return {tuple(r) for r in rows}
+    return rows
+
+
+def _olap_partitions(url: str) -> set[tuple[str, dt.date]]:
+    sql = "SELECT DISTINCT tenant_id, date FROM analytics.campaign_analytics"
+    return {(t, d) for t, d in _query(url, sql)}
 
 
 def _olap_rows_by_partition(url: str) -> dict[tuple[str, dt.date], int]:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT tenant_id, date, count(*) FROM analytics.campaign_analytics GROUP BY 1, 2"
-            )
-        ).all()
-    engine.dispose()
-    return {(t, d): n for t, d, n in rows}
+    sql = "SELECT tenant_id, date, count(*) FROM analytics.campaign_analytics GROUP BY 1, 2"
+    return {(t, d): n for t, d, n in _query(url, sql)}
 
 
 def _declared_checks(rollup: Rollup) -> set[str]:
@@ -262,11 +259,8 @@ def test_an_eighth_table_is_its_module_plus_one_registry_line(
             "reconciles_with_oltp",
             True,
         )
-    engine = sa.create_engine(olap_url)
-    with engine.connect() as conn:
-        written = conn.execute(
-            sa.text("SELECT tenant_id, date, emails_sent FROM analytics.emails_sent_analytics")
-        ).all()
-    engine.dispose()
+    written = _query(
+        olap_url, "SELECT tenant_id, date, emails_sent FROM analytics.emails_sent_analytics"
+    )
     assert [(t, d) for t, d, _ in written] == [(partition.tenant_id, partition.day)]
     assert written[0][2] > 0
