@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from analytics_pipeline.assets.rollups import build_rollup_asset
+from analytics_pipeline.assets.selection import ROLLUP_SELECTION
 from analytics_pipeline.assets.sources import source_specs
 from analytics_pipeline.automation.observations import source_observation_sensor
 from analytics_pipeline.automation.schedules import daily_refresh, intraday_refresh
@@ -31,7 +32,7 @@ rollup_assets = [build_rollup_asset(r) for r in REGISTRY]
 
 refresh_analytics_job = dg.define_asset_job(
     name=REFRESH_JOB,
-    selection=dg.AssetSelection.assets(*rollup_assets),
+    selection=ROLLUP_SELECTION,
     description="Recompute every OLAP table for the run's (tenant, date) partitions.",
 )
 
