@@ -100,6 +100,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from analytics_pipeline.automation.backfill import plan_backfill, run_backfill
+    from analytics_pipeline.names import REFRESH_JOB
     from analytics_pipeline.runtime import environment
 
     with environment():
@@ -119,7 +120,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 else {}
             ),
         )
-        runs = run_backfill(instance, defs.resolve_job_def("refresh_analytics"), plans)
+        runs = run_backfill(instance, defs.resolve_job_def(REFRESH_JOB), plans)
     return 0 if all(r.success for r in runs) else 1
 
 

@@ -31,7 +31,7 @@ from analytics_pipeline.governance.pseudonym import Pseudonymizer
 from analytics_pipeline.instance import forget
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, validate_tenant_id
 from analytics_pipeline.resources.database import OlapDatabase
-from analytics_pipeline.rollups.spec import REPLACE
+from analytics_pipeline.rollups.spec import WriteMode
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.admin_audit_log import ADMIN_AUDIT_LOG
 from analytics_pipeline.sources.tables import tenants
@@ -160,7 +160,7 @@ def erase_tenant(
                 ).scalar_one()
             olap_removed = dict(removed.get("olap", {}))
             for rollup in REGISTRY:
-                if rollup.write_mode == REPLACE:
+                if rollup.write_mode == WriteMode.REPLACE:
                     t = rollup.table
                     n = conn.execute(sa.delete(t).where(t.c.tenant_id == tenant_id)).rowcount
                     olap_removed[rollup.name] = olap_removed.get(rollup.name, 0) + n

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from dagster._core.events.log import EventLogEntry
 from dagster._serdes import deserialize_value
 
-from analytics_pipeline.automation.planning import run_tenant
 from analytics_pipeline.errors import TenantLifecycleError
 from analytics_pipeline.instance.dagster_schema import (
     KNOWN_TEXT_COLUMNS,
@@ -35,6 +34,7 @@ from analytics_pipeline.instance.event_rows import (
     reset_asset_keys,
 )
 from analytics_pipeline.partitions import OFFBOARDED_PARTITIONS_NAME, TENANTS_PARTITIONS_NAME
+from analytics_pipeline.run_tags import run_tenant
 
 REMOVED_ROWS = "[rows of an erased tenant removed]"
 _TABLE_CLASSES = {"TableMetadataEntryData": "TextMetadataEntryData", "TableMetadataValue": None}
