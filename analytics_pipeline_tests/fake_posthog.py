@@ -14,9 +14,12 @@ import json
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Literal
+
+from analytics_pipeline.tracking import RedactionPolicy, TrackingConfig
 
 Mode = Literal["ok", "error", "slow", "refuse"]
 
@@ -45,6 +48,12 @@ class FakePostHog:
         self._in_flight = 0
         self._server: ThreadingHTTPServer | None = None
         self._serve()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not answered yet (e.g. held by the "slow" mode)."""
+        with self._lock:
+            return self._in_flight
 
     @property
     def url(self) -> str:
@@ -136,6 +145,23 @@ class FakePostHog:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def production(server: FakePostHog, tmp_path: Path, **overrides: object) -> TrackingConfig:
+    """A sending (production) configuration pointed at `server`, with short timeouts and
+    backoff so that fault tests finish quickly; `overrides` replace any field."""
+    config = TrackingConfig(
+        api_key="phc_test_key",
+        host=server.url,
+        environment="production",
+        outbox_path=tmp_path / "outbox.sqlite3",
+        request_timeout=0.5,
+        shutdown_timeout=3.0,
+        retry_base_seconds=0.2,
+        retry_max_seconds=1.0,
+        redaction=RedactionPolicy(salt="test-salt"),
+    )
+    return replace(config, **overrides)  # type: ignore[arg-type]
 
 
 def free_port() -> int:
