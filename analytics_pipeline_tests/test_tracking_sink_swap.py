@@ -95,6 +95,8 @@ class NdjsonSink:
     """A second vendor: the whole batch as one request of JSON lines, the outcome read from
     the status (200 accepted, 400/413/422 rejected, anything else or no answer retried)."""
 
+    name = "the collector"
+
     def __init__(self, url: str) -> None:
         self.url = url
 

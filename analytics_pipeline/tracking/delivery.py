@@ -51,7 +51,7 @@ class DeliveryWorker:
         self.config = config
         self.stats = stats
         self._sink = sink
-        self._keeper = OutboxKeeper(config, stats)
+        self._keeper = OutboxKeeper(config, stats, sink.name)
         self._cv = threading.Condition()
         self._queue: deque[_Queued] = deque()
         self._inflight: list[_Queued] = []
@@ -176,7 +176,7 @@ class DeliveryWorker:
             self._send(batch, from_outbox=False)
         elif due and backing_off:
             worked = True
-            self._spill(SPILL_CHUNK, "PostHog unavailable, retry pending")
+            self._spill(SPILL_CHUNK, f"{self._sink.name} unavailable, retry pending")
         # One outbox delivery per step, so a steady stream of new events cannot starve it.
         with self._cv:
             now = time.monotonic()

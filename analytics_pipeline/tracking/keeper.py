@@ -21,7 +21,8 @@ log = logging.getLogger("analytics_pipeline.tracking")
 class OutboxKeeper:
     """The outbox of one tracker, with its counters."""
 
-    def __init__(self, config: TrackingConfig, stats: TrackerStats) -> None:
+    def __init__(self, config: TrackingConfig, stats: TrackerStats, vendor: str) -> None:
+        self.vendor = vendor
         self.config = config
         self.stats = stats
         self.outbox = Outbox(
@@ -41,7 +42,8 @@ class OutboxKeeper:
         """Keep the refused events for an operator, out of the retry loop (never raises)."""
         self.stats.rejected += len(result.rejected)
         log.error(
-            "PostHog refused %d event(s) for what they are (%s); kept as rejected in %s",
+            "%s refused %d event(s) for what they are (%s); kept as rejected in %s",
+            self.vendor,
             len(result.rejected),
             result.reason,
             self.config.outbox_path,
@@ -56,7 +58,8 @@ class OutboxKeeper:
         """Store (if new) and reschedule the events to retry; False if the outbox could not be
         written, the events then being the caller's to keep (never raises)."""
         log.warning(
-            "PostHog did not take %d event(s) (%s); kept in the outbox, next try in %.1fs",
+            "%s did not take %d event(s) (%s); kept in the outbox, next try in %.1fs",
+            self.vendor,
             len(result.retry),
             result.reason,
             backoff,
@@ -84,7 +87,8 @@ class OutboxKeeper:
         """`n` events dropped: the vendor not taking them and the outbox not writable."""
         self.stats.lost += n
         log.exception(
-            "%d event(s) lost: PostHog is not taking them and the outbox %s cannot be written",
+            "%d event(s) lost: %s is not taking them and the outbox %s cannot be written",
             n,
+            self.vendor,
             self.config.outbox_path,
         )

@@ -72,6 +72,8 @@ class PostHogSink:
     request_timeout: seconds one HTTP request may take.
     """
 
+    name = "PostHog"
+
     def __init__(self, *, api_key: str, host: str, request_timeout: float, batch_size: int):
         self.batch_size = batch_size
         self.request_timeout = request_timeout

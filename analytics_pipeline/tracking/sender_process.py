@@ -47,9 +47,11 @@ class ProcessSink:
     command: argv of the child (a vendor module's entry point calling sender_child.serve).
     settings: what the child builds its sink from; passed in its environment, not argv (argv
         is world-readable in ps, and the settings hold the API key).
+    name: the vendor, as log lines name it.
     """
 
-    def __init__(self, command: Sequence[str], settings: Mapping[str, object]) -> None:
+    def __init__(self, command: Sequence[str], settings: Mapping[str, object], name: str) -> None:
+        self.name = name
         self._command = list(command)
         self._settings = json.dumps(dict(settings))
         self._child: subprocess.Popen[bytes] | None = None

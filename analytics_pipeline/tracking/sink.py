@@ -71,6 +71,9 @@ class Delivery:
 class Sink(Protocol):
     """A vendor adapter, as the delivery worker uses it (one call at a time, from its thread)."""
 
+    # Who the events go to, as log lines and the outbox's reasons name it (e.g. "PostHog").
+    name: str
+
     def deliver(self, batch: list[Message], budget_seconds: float) -> Delivery:
         """Send `batch`, returning within about `budget_seconds` with each event's outcome
         (events whose answer did not come in time are `retry`). Should not raise; if it does,

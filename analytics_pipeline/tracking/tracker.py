@@ -21,7 +21,11 @@ from analytics_pipeline.tracking.sink import SinkFactory
 
 def posthog_sender(config: TrackingConfig) -> ProcessSink:
     """PostHog's sink, in a sender child process of its own (why: sender_process.py)."""
-    return ProcessSink(posthog_sink.SENDER_COMMAND, posthog_sink.sender_settings(config))
+    return ProcessSink(
+        posthog_sink.SENDER_COMMAND,
+        posthog_sink.sender_settings(config),
+        posthog_sink.PostHogSink.name,
+    )
 
 
 class EventTracker(TrackingFacade):
