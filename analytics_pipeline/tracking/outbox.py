@@ -4,6 +4,11 @@ A SQLite file (no server to run, safe for several processes on one machine). Row
 batch fails, when a flush or shutdown runs out of time, or when the in-memory buffer overflows
 while the vendor is down; a row is deleted as soon as the vendor accepts it. It is not an event
 log: a healthy process never writes to it.
+
+Its times are epoch seconds (`time.time()`), the only wall clock tracking times itself by (an
+event's own timestamp is for the vendor): the retry schedule is shared by the processes using
+the file and outlives each of them, which a monotonic clock cannot be. The worker turns it into
+a deadline on its own monotonic clock (`due_in`).
 """
 
 from __future__ import annotations
