@@ -52,7 +52,8 @@ class DeliveryWorker:
         self.stats = stats
         self._sink = sink
         self._keeper = OutboxKeeper(config, stats, sink.name)
-        self._cv = threading.Condition()
+        # A plain Lock (not the default RLock): cheaper on the callers' path; nothing re-enters.
+        self._cv = threading.Condition(threading.Lock())
         self._queue: deque[_Queued] = deque()
         self._inflight: list[_Queued] = []
         # Set when a flush or stop copied the batch in flight to the outbox meanwhile.
@@ -79,8 +80,9 @@ class DeliveryWorker:
 
     def put(self, message: Message) -> None:
         """Queue `message` (no I/O, except after stop(): then it goes to the outbox)."""
+        queued = _Queued(time.monotonic(), message)
         with self._cv:
-            self._queue.append(_Queued(time.monotonic(), message))
+            self._queue.append(queued)
             closed = self._life.closed
             n = len(self._queue)
             # The worker checks for work under this lock before it sleeps, so these crossings
@@ -284,10 +286,11 @@ class DeliveryWorker:
         with self._cv:
             pending = [q.message for q in self._queue]
             inflight = [q.message for q in self._inflight]
-            self._store([*inflight, *pending], reason)
+            self._keeper.store([*inflight, *pending], reason)
             self._queue.clear()
             if inflight:
                 self._inflight_stored = True
+        self._refresh_outbox_due()
 
     def _store(self, messages: list[Message], reason: str) -> None:
         """Write to the outbox (raises if it cannot: see OutboxKeeper.store)."""
