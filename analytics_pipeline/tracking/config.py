@@ -113,7 +113,7 @@ class TrackingConfig:
             "host": env.get(HOST_ENV) or DEFAULT_HOST,
             "environment": env.get(ENVIRONMENT_ENV) or "development",
             "outbox_path": Path(env.get(OUTBOX_ENV) or home / "event_outbox.sqlite3"),
-            "redaction": RedactionPolicy(strategy=strategy, salt=env.get(SALT_ENV, "")),  # type: ignore[arg-type]
+            "redaction": RedactionPolicy(strategy=strategy, salt=env.get(SALT_ENV, "")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
