@@ -19,6 +19,7 @@ from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     add_tenants,
 )
+from analytics_pipeline.settings import AutomationSettings
 from analytics_pipeline_tests.conftest import TEST_SIZE
 from analytics_pipeline_tests.test_automation import (  # noqa: F401 (fixtures)
     END,
@@ -50,7 +51,8 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())  # tenant-001..003, in that order
     _sql(oltp_url, "UPDATE tenants SET status = 'offboarded' WHERE id = 'tenant-002'")
 
-    first = _tick(sensors.tenant_sensor, clean_instance, oltp_url)
+    tenant_sensor = sensors.build_tenant_sensor(AutomationSettings())
+    first = _tick(tenant_sensor, clean_instance, oltp_url)
     assert [
         (type(r).__name__, r.partitions_def_name, list(r.partition_keys))
         for r in first.dynamic_partitions_requests
@@ -58,15 +60,15 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     assert first.run_requests == []
     _apply_all(clean_instance, first)
     # Reported once: the next tick has nothing to say.
-    second = _tick(sensors.tenant_sensor, clean_instance, oltp_url, first.cursor)
+    second = _tick(tenant_sensor, clean_instance, oltp_url, first.cursor)
     assert second.dynamic_partitions_requests == [] and second.run_requests == []
     # Still readable: the partition is still registered.
     assert "tenant-002" in clean_instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
 
-    monkeypatch.setattr(schedules, "TENANTS_PER_RUN", 250)
+    daily_refresh, _ = schedules.build_refresh_schedules(AutomationSettings(tenants_per_run=250))
     when = dt.datetime(2026, 3, 10, 0, 30, tzinfo=dt.UTC)
     ctx = dg.build_schedule_context(instance=clean_instance, scheduled_execution_time=when)
-    runs = schedules.daily_refresh(ctx)
+    runs = daily_refresh(ctx)
     assert [(r.tags[START], r.tags[END]) for r in runs] == [
         ("2026-03-09|tenant-001", "2026-03-09|tenant-001"),
         ("2026-03-09|tenant-003", "2026-03-09|tenant-003"),
@@ -74,10 +76,10 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
 
     # The late-data sensor leaves it out of per-tenant runs and of a burst's rectangle.
     _sql(oltp_url, "UPDATE emails SET opened = now() WHERE sent_at::date = '2026-03-20'")
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
-    start = _tick(sensors.late_data_sensor, clean_instance, oltp_url)
+    late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))
+    start = _tick(late_data_sensor, clean_instance, oltp_url)
     _sql(oltp_url, "UPDATE emails SET opened = now() WHERE sent_at::date = '2026-03-21'")
-    late = _tick(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    late = _tick(late_data_sensor, clean_instance, oltp_url, start.cursor)
     assert sorted(r.tags["analytics/tenant"] for r in late.run_requests) == [
         "tenant-001",
         "tenant-003",
@@ -99,12 +101,12 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
 
     # Reactivated: reported once, and refreshed again.
     _sql(oltp_url, "UPDATE tenants SET status = 'active' WHERE id = 'tenant-002'")
-    back = _tick(sensors.tenant_sensor, clean_instance, oltp_url, second.cursor)
+    back = _tick(tenant_sensor, clean_instance, oltp_url, second.cursor)
     assert [
         (type(r).__name__, list(r.partition_keys)) for r in back.dynamic_partitions_requests
     ] == [("DeleteDynamicPartitionsRequest", ["tenant-002"])]
     _apply_all(clean_instance, back)
     ctx = dg.build_schedule_context(instance=clean_instance, scheduled_execution_time=when)
-    assert [(r.tags[START], r.tags[END]) for r in schedules.daily_refresh(ctx)] == [
+    assert [(r.tags[START], r.tags[END]) for r in daily_refresh(ctx)] == [
         ("2026-03-09|tenant-001", "2026-03-09|tenant-003")
     ]

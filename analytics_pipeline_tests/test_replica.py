@@ -29,6 +29,7 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import COPY, is_transient, refresh
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.settings import AutomationSettings
 from analytics_pipeline_tests import oracle
 from analytics_pipeline_tests.conftest import TEST_SIZE, make_olap, make_oltp, truncate_olap
 from analytics_pipeline_tests.replica import ReplicaPair, replica_pair  # noqa: F401 (fixture)
@@ -95,11 +96,15 @@ def test_every_table_is_exact_when_oltp_is_the_standby(loaded):
         olap.dispose()
 
 
+# The late-data sensor's lag in these tests: short, so that replay catches up within it.
+LAG = 1.0
+
+
 def _tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
     with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"oltp": OltpDatabase(url=url)}
     ) as ctx:
-        return sensors.late_data_sensor(ctx)
+        return sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=LAG))(ctx)
 
 
 def _watermark(cursor: str) -> dt.datetime:
@@ -110,8 +115,6 @@ def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded,
     """Replay paused: the standby's clock passes the change, its data does not; nothing is lost."""
     pair, olap_url = loaded
     primary, standby = pair.primary.url(), pair.standby.url()
-    lag = 1.0
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", lag)
     oltp, olap = OltpDatabase(url=standby), OlapDatabase(url=olap_url)
     truncate_olap(olap)
     campaign = next(r for r in REGISTRY if r.name == "campaign_analytics")
