@@ -152,6 +152,9 @@ def test_unset_and_blank_are_the_defaults_and_values_are_typed():
     assert s.partitions_start == dt.date(2025, 6, 1)
     assert s.executor.profile == "celery"
     assert "not-in-the-repr" not in repr(s)
+    # A key is taken as written: a salt that lost a space would change every pseudonym.
+    spaced = Settings.from_env({"ANALYTICS_PSEUDONYM_SALT": " salt-0123456789 "})
+    assert spaced.pseudonym_salt == " salt-0123456789 "
     # OLAP_DATABASE_URL defaults to the OLTP one: the resource reads whichever is set.
     assert s.olap_url_variable == "OLTP_DATABASE_URL"
     with_olap = Settings.from_env({"OLAP_DATABASE_URL": "postgresql://h/olap"})

@@ -208,6 +208,7 @@ PSEUDONYM_SALT = Variable[str](
     "unset (erasure refuses)",
     "tenant erasure: secret key of the pseudonyms (>= 16 characters; never change it)",
     secret=True,
+    strip=False,
 )
 REDACTION = Variable[str](
     "EVENT_REDACTION",
@@ -227,6 +228,7 @@ REDACTION_SALT = Variable[str](
     "event tracking: the salt of hashed values (required in production)",
     reader=TRACKING,
     secret=True,
+    strip=False,
 )
 EXECUTOR = Variable[str](
     "ANALYTICS_EXECUTOR",

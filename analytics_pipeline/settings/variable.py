@@ -38,6 +38,8 @@ class Variable(Generic[T]):
     reader: PIPELINE when the settings object parses it; DAGSTER or TRACKING when that code reads
         the value itself (the settings only hand it over), so the table can say so.
     secret: the value never appears in a message.
+    strip: surrounding whitespace is not part of the value (False for keys, whose every
+        character counts: a salt that lost a space would change every pseudonym).
     """
 
     name: str
@@ -48,11 +50,14 @@ class Variable(Generic[T]):
     doc: str
     reader: str = PIPELINE
     secret: bool = False
+    strip: bool = True
 
     def read(self, environ: Mapping[str, str] | None = None) -> T:
         """The value in `environ` (the process environment unless given), parsed."""
         env = os.environ if environ is None else environ
-        raw = env.get(self.name, "").strip()
+        raw = env.get(self.name, "")
+        if self.strip:
+            raw = raw.strip()
         if not raw:
             return self.default
         try:
