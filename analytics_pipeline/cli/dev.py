@@ -17,6 +17,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from analytics_pipeline.history import record_start_from_oltp
     from analytics_pipeline.runtime import WORKSPACE_YAML, environment, project_file, state_home
     from analytics_pipeline.settings import HOME_ENV
+    from analytics_pipeline.settings.registry import DAGSTER_HOME
     from analytics_pipeline.sources.schema import NO_TABLES_YET
     from analytics_pipeline.tenants import register_oltp_tenants
     from analytics_pipeline.warehouse.migrate import upgrade_database
@@ -48,8 +49,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, _forward)
         # From Dagster's home (which holds the copy of dagster.yaml): dagster dev warns that a
         # dagster.yaml in its working folder "will not be used" whenever the two differ.
-        dagster_home = os.environ["DAGSTER_HOME"]
         os.environ[HOME_ENV] = str(state_home())
-        children.append(subprocess.Popen(cmd, cwd=dagster_home))
+        # environment() above set DAGSTER_HOME (or found it set).
+        children.append(subprocess.Popen(cmd, cwd=DAGSTER_HOME.read()))
         # Leaving the `with` stops the embedded server, once dagster dev has exited.
         return children[0].wait()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 
 from analytics_pipeline.cli.commands import (
     cmd_backfill,
@@ -16,6 +15,7 @@ from analytics_pipeline.cli.commands import (
 )
 from analytics_pipeline.cli.dev import cmd_dev
 from analytics_pipeline.cli.events import cmd_events
+from analytics_pipeline.settings.registry import USER
 
 # --help's description.
 USAGE = """`analytics-pipeline`: the project's command line.
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tenant_id", help="the tenant's id (its partition key)")
     p.add_argument(
         "--requested-by",
-        default=os.environ.get("USER", ""),
+        default=USER.read(),
         help="who asked for it, kept in analytics.erasures (default: $USER)",
     )
     p.set_defaults(func=cmd_tenant)

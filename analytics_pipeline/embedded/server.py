@@ -46,6 +46,7 @@ from analytics_pipeline.embedded.provisioning import (
 from analytics_pipeline.embedded.roles import READER, WRITER, ensure_roles
 from analytics_pipeline.errors import EmbeddedPostgresError
 from analytics_pipeline.settings import DAGSTER_PG_URL_ENV, OLAP_URL_ENV, OLTP_URL_ENV
+from analytics_pipeline.settings.registry import OLTP_URL
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class EmbeddedPostgres:
         this server (else None).
         """
         demo_loader = None
-        if not os.environ.get(OLTP_URL_ENV):
+        if not OLTP_URL.raw():
             os.environ[OLTP_URL_ENV] = self.url(role=READER)
             os.environ.setdefault(OLAP_URL_ENV, self.url(role=WRITER))
             demo_loader = self.url()

@@ -10,13 +10,12 @@ built.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from analytics_pipeline.settings.urls import PSYCOPG2, PSYCOPG3, URL_FORM, normalize_database_url
+from analytics_pipeline.settings.urls import PSYCOPG2, URL_FORM, database_url
 from analytics_pipeline.settings.variable import (
     DAGSTER,
     TRACKING,
@@ -24,6 +23,7 @@ from analytics_pipeline.settings.variable import (
     choice,
     iso_date,
     optional_text,
+    path,
     seconds,
     text,
     web_url,
@@ -38,21 +38,10 @@ CELERY = "celery"
 REDACTION_STRATEGIES = ("mask", "hash", "drop")
 
 
-def _database_url(name: str, driver: str = PSYCOPG3) -> Callable[[str], sa.URL | None]:
-    def parse(raw: str) -> sa.URL | None:
-        return normalize_database_url(raw, setting=name, driver=driver)
-
-    return parse
-
-
-def _path(raw: str) -> Path | None:
-    return Path(raw)
-
-
 OLTP_URL = Variable[sa.URL | None](
     "OLTP_DATABASE_URL",
     None,
-    _database_url("OLTP_DATABASE_URL"),
+    database_url("OLTP_DATABASE_URL"),
     URL_FORM,
     "embedded server, database `outreach`, role `analytics_reader`",
     "reading the product's tables (a role that cannot write them: below)",
@@ -60,7 +49,7 @@ OLTP_URL = Variable[sa.URL | None](
 OLAP_URL = Variable[sa.URL | None](
     "OLAP_DATABASE_URL",
     None,
-    _database_url("OLAP_DATABASE_URL"),
+    database_url("OLAP_DATABASE_URL"),
     URL_FORM,
     "`OLTP_DATABASE_URL` (embedded default: role `analytics_writer`)",
     "the `analytics` schema",
@@ -68,7 +57,7 @@ OLAP_URL = Variable[sa.URL | None](
 DAGSTER_PG_URL = Variable[sa.URL | None](
     "DAGSTER_PG_URL",
     None,
-    _database_url("DAGSTER_PG_URL", PSYCOPG2),
+    database_url("DAGSTER_PG_URL", PSYCOPG2),
     URL_FORM,
     "embedded server, database `dagster`",
     "Dagster runs, events, schedules (`dagster.yaml`)",
@@ -76,7 +65,7 @@ DAGSTER_PG_URL = Variable[sa.URL | None](
 HOME = Variable[Path | None](
     "ANALYTICS_PIPELINE_HOME",
     None,
-    _path,
+    path,
     "a folder path",
     "`./.analytics_pipeline`",
     "embedded data folder, Dagster home",
@@ -194,7 +183,7 @@ POSTHOG_HOST = Variable[str | None](
 OUTBOX_PATH = Variable[Path | None](
     "EVENT_OUTBOX_PATH",
     None,
-    _path,
+    path,
     "a file path",
     "`$ANALYTICS_PIPELINE_HOME/event_outbox.sqlite3`",
     "event tracking: undelivered events",
@@ -264,6 +253,14 @@ CELERY_QUEUE = Variable[str](
     "`dagster`",
     "the Celery profile: queue (workers read the same)",
 )
+USER = Variable[str](
+    "USER",
+    "",
+    text,
+    "a name",
+    "the login (set by the shell)",
+    "`tenant erase`: the default of `--requested-by`, kept in `analytics.erasures`",
+)
 
 # In the order of the docs table.
 VARIABLES: tuple[Variable[Any], ...] = (
@@ -292,4 +289,5 @@ VARIABLES: tuple[Variable[Any], ...] = (
     CELERY_BROKER,
     CELERY_BACKEND,
     CELERY_QUEUE,
+    USER,
 )

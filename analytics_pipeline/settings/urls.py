@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -47,6 +48,15 @@ def normalize_database_url(raw: str, *, setting: str, driver: str = PSYCOPG3) ->
             "postgresql://host:5432/analytics"
         )
     return url.set(drivername=driver)
+
+
+def database_url(setting: str, driver: str = PSYCOPG3) -> Callable[[str], sa.URL | None]:
+    """A parser of the variable `setting`'s URL, onto `driver` (for settings/registry.py)."""
+
+    def parse(raw: str) -> sa.URL | None:
+        return normalize_database_url(raw, setting=setting, driver=driver)
+
+    return parse
 
 
 def redact(url: sa.URL | str) -> str:

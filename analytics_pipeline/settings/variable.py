@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -140,6 +141,11 @@ def web_url(raw: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("not an http(s) URL")
     return raw
+
+
+def path(raw: str) -> Path | None:
+    """A parser of file system paths (as written: relative ones stay relative)."""
+    return Path(raw)
 
 
 def text(raw: str) -> str:
