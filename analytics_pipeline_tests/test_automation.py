@@ -74,9 +74,7 @@ def _apply_partitions(instance, result: dg.SensorResult) -> None:
         instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
 
 
-def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
-    clean_instance, oltp_url, monkeypatch
-):
+def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(clean_instance, oltp_url):
     tenant_sensor = sensors.build_tenant_sensor(AutomationSettings(new_tenants_per_tick=2))
     _sql(
         oltp_url,
@@ -108,9 +106,7 @@ def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
     assert fresh.run_key == "new-tenant-fresh-co"
 
 
-def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
-    clean_instance, oltp_url, monkeypatch
-):
+def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(clean_instance, oltp_url):
     late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
     first = _tick(late_data_sensor, clean_instance, oltp_url)
@@ -143,9 +139,7 @@ def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
     assert third.run_requests == []
 
 
-def test_rows_loaded_just_before_the_first_tick_are_not_late_data(
-    clean_instance, oltp_url, monkeypatch
-):
+def test_rows_loaded_just_before_the_first_tick_are_not_late_data(clean_instance, oltp_url):
     """A demo or bulk load seconds before `dev` starts must not be recomputed as "late" (seen:
     the whole demo re-run by the second tick when the first watermark trailed by the lag)."""
     late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=30))
@@ -161,7 +155,7 @@ def test_rows_loaded_just_before_the_first_tick_are_not_late_data(
     assert second.run_requests == []
 
 
-def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url, monkeypatch):
+def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url):
     late_data_sensor = sensors.build_late_data_sensor(
         AutomationSettings(late_data_lag_seconds=0, late_data_max_runs=2)
     )
@@ -191,7 +185,7 @@ def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url, monkeypatch
 
 
 def test_changes_of_unregistered_tenants_or_before_partitions_are_left_out(
-    clean_instance, oltp_url, monkeypatch
+    clean_instance, oltp_url
 ):
     late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))
     add_tenants(clean_instance, ["tenant-001"])
@@ -234,7 +228,7 @@ def test_sensor_run_request_refreshes_exactly_its_partitions(clean_instance, olt
     assert opened == sent  # every email of that day is now opened
 
 
-def test_schedules_make_one_run_per_block_of_tenants(clean_instance, monkeypatch):
+def test_schedules_make_one_run_per_block_of_tenants(clean_instance):
     daily_refresh, intraday_refresh = schedules.build_refresh_schedules(
         AutomationSettings(tenants_per_run=2)
     )

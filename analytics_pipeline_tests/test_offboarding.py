@@ -44,7 +44,6 @@ def _apply_all(inst: dg.DagsterInstance, result: dg.SensorResult) -> None:
 def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     clean_instance,  # noqa: F811
     oltp_url,  # noqa: F811
-    monkeypatch,
 ):
     for key in clean_instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME):
         clean_instance.delete_dynamic_partition(OFFBOARDED_PARTITIONS_NAME, key)

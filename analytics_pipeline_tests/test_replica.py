@@ -111,7 +111,7 @@ def _watermark(cursor: str) -> dt.datetime:
     return dt.datetime.fromisoformat(json.loads(cursor)["emails.updated_at"])
 
 
-def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded, monkeypatch):
+def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded):
     """Replay paused: the standby's clock passes the change, its data does not; nothing is lost."""
     pair, olap_url = loaded
     primary, standby = pair.primary.url(), pair.standby.url()
