@@ -10,54 +10,51 @@ The rule (docs/OPERATIONS.md): the first date partition is
    partitions); moving it later would hide history that is already materialized;
 3. else 2024-01-01.
 
-Partitions are defined when the definitions are imported, so a new record takes effect in the
-processes started after it (`dev` writes it before it starts Dagster).
+The date dimension is defined when `analytics_pipeline.partitions` is imported (the assets carry
+it), so a new record takes effect in the processes started after it (`dev` writes it before it
+starts Dagster; `demo` and `generate` before they import the pipeline). The variable is read
+through the settings registry, like every other.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.settings import state_home
+from analytics_pipeline.settings.registry import PARTITIONS_START
 from analytics_pipeline.sources.schema import oltp_schema_exists
 from analytics_pipeline.sources.tables import tenants
 
-START_DATE_ENV = "ANALYTICS_PARTITIONS_START"
+START_DATE_ENV = PARTITIONS_START.name
 DEFAULT_START_DATE = dt.date(2024, 1, 1)
 RECORD_FILE = "partitions_start"
 
 
 def _record_path() -> Path:
-    from analytics_pipeline.runtime import state_home
-
     return state_home() / RECORD_FILE
 
 
-def _parse(raw: str, where: str) -> dt.date:
+def recorded_start() -> dt.date | None:
+    """The day recorded in the state home, if any (a corrupt record names its file)."""
+    path = _record_path()
+    if not path.exists():
+        return None
+    raw = path.read_text().strip()
     try:
-        return dt.date.fromisoformat(raw.strip())
+        return dt.date.fromisoformat(raw)
     except ValueError:
         raise ConfigurationError(
-            f"{where}={raw.strip()!r} is not a date; use YYYY-MM-DD (the first day partitions "
-            "exist for)"
+            f"{path}={raw!r} is not a date; use YYYY-MM-DD (the first day partitions exist for)"
         ) from None
-
-
-def recorded_start() -> dt.date | None:
-    path = _record_path()
-    return _parse(path.read_text(), str(path)) if path.exists() else None
 
 
 def partitions_start() -> dt.date:
     """The first day of the date dimension, by the rule above."""
-    raw = os.environ.get(START_DATE_ENV, "").strip()
-    if raw:
-        return _parse(raw, START_DATE_ENV)
-    return recorded_start() or DEFAULT_START_DATE
+    return PARTITIONS_START.read() or recorded_start() or DEFAULT_START_DATE
 
 
 def record_partitions_start(first_day: dt.date) -> dt.date:
@@ -66,9 +63,8 @@ def record_partitions_start(first_day: dt.date) -> dt.date:
     With ANALYTICS_PARTITIONS_START set, nothing is recorded, and data before it is an error:
     its days would have no partition.
     """
-    raw = os.environ.get(START_DATE_ENV, "").strip()
-    if raw:
-        start = _parse(raw, START_DATE_ENV)
+    start = PARTITIONS_START.read()
+    if start is not None:
         if first_day < start:
             raise ConfigurationError(
                 f"the data starts on {first_day}, before {START_DATE_ENV}={start}: those days "

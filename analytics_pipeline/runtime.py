@@ -26,22 +26,18 @@ from analytics_pipeline.resources.connection_errors import connection_problem
 from analytics_pipeline.resources.oltp_role import preflight
 from analytics_pipeline.settings import (
     DAGSTER_PG_URL_ENV,
-    HOME_ENV,
     OLTP_URL_ENV,
     DatabaseSettings,
     normalize_database_url,
     redact,
 )
+from analytics_pipeline.settings import state_home as state_home  # cli.py imports it from here
+from analytics_pipeline.settings.registry import DAGSTER_HOME, DAGSTER_PG_URL, OLTP_URL
 
 log = logging.getLogger(__name__)
 
 DAGSTER_YAML = "dagster.yaml"
 WORKSPACE_YAML = "workspace.yaml"
-
-
-def state_home() -> Path:
-    """Where local state lives: $ANALYTICS_PIPELINE_HOME, else ./.analytics_pipeline."""
-    return Path(os.environ.get(HOME_ENV) or Path.cwd() / ".analytics_pipeline").resolve()
 
 
 def project_file(name: str) -> Path:
@@ -79,7 +75,7 @@ def environment(*, need_dagster_home: bool = True) -> Iterator[DatabaseSettings]
     home = state_home()
     embedded: EmbeddedPostgres | None = None
     demo_loader: str | None = None
-    if not os.environ.get(OLTP_URL_ENV) or not os.environ.get(DAGSTER_PG_URL_ENV):
+    if not OLTP_URL.raw() or not DAGSTER_PG_URL.raw():
         embedded = EmbeddedPostgres(home / "postgres")
         embedded.start()
         demo_loader = embedded.export_default_urls()
@@ -98,13 +94,13 @@ def environment(*, need_dagster_home: bool = True) -> Iterator[DatabaseSettings]
                 preflight(engine, redact(settings.oltp_url))
         # Children read the variable itself: hand them the driver dagster-postgres needs.
         os.environ[DAGSTER_PG_URL_ENV] = settings.dagster_url.render_as_string(hide_password=False)
-        if need_dagster_home and not os.environ.get("DAGSTER_HOME"):
+        if need_dagster_home and DAGSTER_HOME.read() is None:
             dagster_home = home / "dagster_home"
             dagster_home.mkdir(parents=True, exist_ok=True)
             # The project's dagster.yaml is the configuration; DAGSTER_HOME only holds a copy of
             # it next to Dagster's local files, which stay out of the source tree.
             shutil.copyfile(project_file(DAGSTER_YAML), dagster_home / DAGSTER_YAML)
-            os.environ["DAGSTER_HOME"] = str(dagster_home)
+            os.environ[DAGSTER_HOME.name] = str(dagster_home)
         log.info(
             "OLTP %s, OLAP %s, Dagster %s",
             redact(settings.oltp_url),

@@ -1,10 +1,10 @@
 """A PostHog ingestion stand-in on 127.0.0.1 that speaks the SDK's batch endpoint.
 
 It answers `POST /batch/` (gzip or plain JSON: `{"api_key", "batch": [...], "sent_at"}`) like
-PostHog: 200 `{"status": 1}`. Faults are injected by mode: "error" answers 503, "slow" waits
-`delay` seconds before answering, "refuse" closes the listening socket so connections are
-refused, "ok" serves again. Every request is recorded with its arrival time; `events()` dedupes
-by uuid, as PostHog does.
+PostHog: 200 `{"status": 1}`. Faults are injected by mode: "error" answers 503 (or the `status`
+given to set_mode), "slow" waits `delay` seconds before answering, "refuse" closes the listening
+socket so connections are refused, "ok" serves again. Every request is recorded with its arrival
+time; `events()` dedupes by uuid, as PostHog does.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import json
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Literal
+
+from analytics_pipeline.tracking import RedactionPolicy, TrackingConfig
 
 Mode = Literal["ok", "error", "slow", "refuse"]
 
@@ -36,6 +39,8 @@ class FakePostHog:
     port: int = 0
     mode: Mode = "ok"
     delay: float = 0.0
+    # What "error" mode answers.
+    error_status: int = 503
     requests: list[Request] = field(default_factory=list)
     # The most requests being answered at once (how parallel the client sends).
     max_in_flight: int = 0
@@ -47,11 +52,18 @@ class FakePostHog:
         self._serve()
 
     @property
+    def in_flight(self) -> int:
+        """Requests received and not answered yet (e.g. held by the "slow" mode)."""
+        with self._lock:
+            return self._in_flight
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def set_mode(self, mode: Mode, delay: float = 0.0) -> None:
+    def set_mode(self, mode: Mode, delay: float = 0.0, status: int = 503) -> None:
         self.delay = delay
+        self.error_status = status
         if mode == "refuse" and self._server is not None:
             self._stop_server()
         elif mode != "refuse" and self._server is None:
@@ -99,7 +111,7 @@ class FakePostHog:
                     time.sleep(fake.delay)
                 with fake._lock:
                     fake._in_flight -= 1
-                status = 503 if fake.mode == "error" else 200
+                status = fake.error_status if fake.mode == "error" else 200
                 with fake._lock:
                     fake.requests.append(
                         Request(
@@ -136,6 +148,23 @@ class FakePostHog:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def production(server: FakePostHog, tmp_path: Path, **overrides: object) -> TrackingConfig:
+    """A sending (production) configuration pointed at `server`, with short timeouts and
+    backoff so that fault tests finish quickly; `overrides` replace any field."""
+    config = TrackingConfig(
+        api_key="phc_test_key",
+        host=server.url,
+        environment="production",
+        outbox_path=tmp_path / "outbox.sqlite3",
+        request_timeout=0.5,
+        shutdown_timeout=3.0,
+        retry_base_seconds=0.2,
+        retry_max_seconds=1.0,
+        redaction=RedactionPolicy(salt="test-salt"),
+    )
+    return replace(config, **overrides)  # type: ignore[arg-type]
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ from analytics_pipeline.automation import schedules, sensors
 from analytics_pipeline.errors import TransientError
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, add_tenants
 from analytics_pipeline.resources.database import OltpDatabase
+from analytics_pipeline.settings import AutomationSettings
 from analytics_pipeline_tests.testbed import END, START, TEST_SIZE, evaluate_sensor, run_sql
 
 
@@ -26,10 +27,8 @@ def _apply_partitions(instance, result: dg.SensorResult) -> None:
         instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
 
 
-def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
-    clean_instance, oltp_url, monkeypatch
-):
-    monkeypatch.setattr(sensors, "NEW_TENANTS_PER_TICK", 2)
+def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(clean_instance, oltp_url):
+    tenant_sensor = sensors.build_tenant_sensor(AutomationSettings(new_tenants_per_tick=2))
     run_sql(
         oltp_url,
         "INSERT INTO tenants (id, name, status, created_at) VALUES "
@@ -37,7 +36,7 @@ def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
         "('gone', 'Gone', 'offboarded', '2026-03-01'), "
         "('fresh-co', 'Fresh', 'active', '2026-03-30 12:00+00')",
     )
-    first = evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url)
+    first = evaluate_sensor(tenant_sensor, clean_instance, oltp_url)
     added = [k for r in first.dynamic_partitions_requests for k in r.partition_keys]
     assert len(added) == 2
     assert [r.tags["analytics/tenant"] for r in first.run_requests] == added
@@ -47,9 +46,7 @@ def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
     _apply_partitions(clean_instance, first)
     ticks = [first]
     while ticks[-1].dynamic_partitions_requests:
-        ticks.append(
-            evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url, ticks[-1].cursor)
-        )
+        ticks.append(evaluate_sensor(tenant_sensor, clean_instance, oltp_url, ticks[-1].cursor))
         _apply_partitions(clean_instance, ticks[-1])
     registered = clean_instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
     assert sorted(registered) == sorted([*TEST_SIZE.tenant_ids(), "fresh-co"])
@@ -62,14 +59,12 @@ def test_tenant_sensor_adds_in_capped_batches_and_skips_bad_ids(
     assert fresh.run_key == "new-tenant-fresh-co"
 
 
-def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
-    clean_instance, oltp_url, monkeypatch
-):
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
+def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(clean_instance, oltp_url):
+    late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
-    first = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    first = evaluate_sensor(late_data_sensor, clean_instance, oltp_url)
     assert first.run_requests == [] and first.skip_reason
-    nothing = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, first.cursor)
+    nothing = evaluate_sensor(late_data_sensor, clean_instance, oltp_url, first.cursor)
     assert nothing.run_requests == []
     # Late opens for two old days of one tenant.
     run_sql(
@@ -83,7 +78,7 @@ def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
         "WHERE tenant_id = 'tenant-002' AND sent_at >= '2026-03-17' "
         "AND sent_at < '2026-03-18')",
     )
-    second = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, nothing.cursor)
+    second = evaluate_sensor(late_data_sensor, clean_instance, oltp_url, nothing.cursor)
     assert len(second.run_requests) == 1
     req = second.run_requests[0]
     assert (req.tags[START], req.tags[END]) == ("2026-03-14|tenant-002", "2026-03-17|tenant-002")
@@ -93,33 +88,32 @@ def test_late_data_sensor_requests_exactly_the_changed_tables_and_days(
         "mailbox_analytics",
     }
     # The same changes are not requested again; the cursor moved past them.
-    third = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, second.cursor)
+    third = evaluate_sensor(late_data_sensor, clean_instance, oltp_url, second.cursor)
     assert third.run_requests == []
 
 
-def test_rows_loaded_just_before_the_first_tick_are_not_late_data(
-    clean_instance, oltp_url, monkeypatch
-):
+def test_rows_loaded_just_before_the_first_tick_are_not_late_data(clean_instance, oltp_url):
     """A demo or bulk load seconds before `dev` starts must not be recomputed as "late" (seen:
     the whole demo re-run by the second tick when the first watermark trailed by the lag)."""
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 30)
+    late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=30))
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
     run_sql(
         oltp_url,
         "UPDATE emails SET opened = now() - interval '5 seconds' WHERE tenant_id = 'tenant-001' "
         "AND opened IS NULL AND sent_at >= '2026-03-20' AND sent_at < '2026-03-21'",
     )
-    first = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
-    second = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, first.cursor)
+    first = evaluate_sensor(late_data_sensor, clean_instance, oltp_url)
+    late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))
+    second = evaluate_sensor(late_data_sensor, clean_instance, oltp_url, first.cursor)
     assert second.run_requests == []
 
 
-def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url, monkeypatch):
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
-    monkeypatch.setattr(sensors, "LATE_DATA_MAX_RUNS", 2)
+def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url):
+    late_data_sensor = sensors.build_late_data_sensor(
+        AutomationSettings(late_data_lag_seconds=0, late_data_max_runs=2)
+    )
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
-    start = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    start = evaluate_sensor(late_data_sensor, clean_instance, oltp_url)
     run_sql(oltp_url, "UPDATE emails SET clicked = now() WHERE id % 7 = 0 AND sent_at IS NOT NULL")
     run_sql(
         oltp_url, "UPDATE invoices SET status = status WHERE issued_at >= :d", d=TEST_SIZE.first_day
@@ -129,7 +123,7 @@ def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url, monkeypatch
         "INSERT INTO admin_actions (tenant_id, actor_id, actor_role, action, "
         "occurred_at) VALUES ('tenant-003', 'a', 'owner', 'late', '2026-03-12 08:00+00')",
     )
-    burst = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    burst = evaluate_sensor(late_data_sensor, clean_instance, oltp_url, start.cursor)
     assert len(burst.run_requests) == 1
     req = burst.run_requests[0]
     assert req.tags[START] == f"{TEST_SIZE.first_day}|tenant-001"
@@ -144,33 +138,31 @@ def test_a_burst_across_tenants_is_one_run(clean_instance, oltp_url, monkeypatch
 
 
 def test_changes_of_unregistered_tenants_or_before_partitions_are_left_out(
-    clean_instance, oltp_url, monkeypatch
+    clean_instance, oltp_url
 ):
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
+    late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))
     add_tenants(clean_instance, ["tenant-001"])
-    start = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    start = evaluate_sensor(late_data_sensor, clean_instance, oltp_url)
     run_sql(oltp_url, "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-002'")
-    tick = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    tick = evaluate_sensor(late_data_sensor, clean_instance, oltp_url, start.cursor)
     assert tick.run_requests == []
 
 
 def test_sensor_run_request_refreshes_exactly_its_partitions(clean_instance, oltp_url, monkeypatch):
     """The request is executable as is and moves the late open into OLAP."""
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
+    late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))
     monkeypatch.setenv("OLTP_DATABASE_URL", oltp_url)
     monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
     from analytics_pipeline.definitions import defs
 
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
-    start = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    start = evaluate_sensor(late_data_sensor, clean_instance, oltp_url)
     run_sql(
         oltp_url,
         "UPDATE emails SET opened = now() WHERE tenant_id = 'tenant-001' AND "
         "opened IS NULL AND sent_at >= '2026-03-20' AND sent_at < '2026-03-21'",
     )
-    req = evaluate_sensor(
-        sensors.late_data_sensor, clean_instance, oltp_url, start.cursor
-    ).run_requests[0]
+    req = evaluate_sensor(late_data_sensor, clean_instance, oltp_url, start.cursor).run_requests[0]
     result = defs.resolve_job_def("refresh_analytics").execute_in_process(
         instance=clean_instance, tags=req.tags, asset_selection=req.asset_selection
     )
@@ -189,12 +181,14 @@ def test_sensor_run_request_refreshes_exactly_its_partitions(clean_instance, olt
     assert opened == sent  # every email of that day is now opened
 
 
-def test_schedules_make_one_run_per_block_of_tenants(clean_instance, monkeypatch):
-    monkeypatch.setattr(schedules, "TENANTS_PER_RUN", 2)
+def test_schedules_make_one_run_per_block_of_tenants(clean_instance):
+    daily_refresh, intraday_refresh = schedules.build_refresh_schedules(
+        AutomationSettings(tenants_per_run=2)
+    )
     add_tenants(clean_instance, ["a", "b", "c", "d", "e"])
     when = dt.datetime(2026, 3, 10, 0, 30, tzinfo=dt.UTC)
     ctx = dg.build_schedule_context(instance=clean_instance, scheduled_execution_time=when)
-    runs = schedules.daily_refresh(ctx)
+    runs = daily_refresh(ctx)
     assert [(r.tags[START], r.tags[END]) for r in runs] == [
         ("2026-03-09|a", "2026-03-09|b"),
         ("2026-03-09|c", "2026-03-09|d"),
@@ -202,7 +196,7 @@ def test_schedules_make_one_run_per_block_of_tenants(clean_instance, monkeypatch
     ]
     assert len({r.run_key for r in runs}) == 3
     ctx = dg.build_schedule_context(instance=clean_instance, scheduled_execution_time=when)
-    today = schedules.intraday_refresh(ctx)
+    today = intraday_refresh(ctx)
     assert [r.tags[START] for r in today] == ["2026-03-10|a", "2026-03-10|c", "2026-03-10|e"]
     assert today[0].run_key == "intraday-2026-03-10-0-0030"
 

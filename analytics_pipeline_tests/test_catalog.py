@@ -17,13 +17,14 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from analytics_pipeline.automation.observations import source_observation_sensor
+from analytics_pipeline.automation.observations import build_source_observation_sensor
 from analytics_pipeline.definitions import defs
 from analytics_pipeline.resources.database import OltpDatabase
 from analytics_pipeline.rollups.lineage import column_lineage
+from analytics_pipeline.rollups.schema import contract_columns
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.settings import AutomationSettings
 from analytics_pipeline.sources.tables import metadata as oltp_metadata
-from analytics_pipeline.warehouse.metadata import contract_columns
 from analytics_pipeline_tests.testbed import make_oltp
 
 
@@ -192,7 +193,7 @@ def observed_oltp(databases) -> str:
 def _observe(url: str, cursor: str | None) -> dg.SensorResult:
     # The sensor reads OLTP only; Dagster stores what it returns.
     with dg.build_sensor_context(cursor=cursor, resources={"oltp": OltpDatabase(url=url)}) as ctx:
-        return source_observation_sensor(ctx)
+        return build_source_observation_sensor(AutomationSettings())(ctx)
 
 
 def test_sources_report_their_row_counts_and_latest_change_only_when_they_move(observed_oltp):

@@ -46,12 +46,17 @@ def compose() -> dict:
 
 
 def variables_the_code_reads() -> set[str]:
-    """Every environment variable named in the package's source and in the dagster.yaml files."""
+    """Every environment variable the settings registry declares (but those only Dagster reads),
+    any other named in the package's source, and those of the dagster.yaml files."""
+    from analytics_pipeline.settings.registry import VARIABLES
+    from analytics_pipeline.settings.variable import DAGSTER
+
+    declared = {v.name for v in VARIABLES if v.reader != DAGSTER}
     pattern = re.compile(
         r"(?:environ(?:\.get|\.setdefault)?\(|environ\[|getenv\(|EnvVar\(|_ENV = )"
         r"\"([A-Z][A-Z0-9_]+)\""
     )
-    found = {
+    found = declared | {
         m.group(1)
         for path in (ROOT / "analytics_pipeline").rglob("*.py")
         for m in pattern.finditer(path.read_text())

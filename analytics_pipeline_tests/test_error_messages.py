@@ -21,6 +21,7 @@ from analytics_pipeline.partitions import TenantDay, TenantWindow
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import refresh
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
+from analytics_pipeline.settings import AutomationSettings
 from analytics_pipeline_tests.fake_posthog import free_port
 from analytics_pipeline_tests.testbed import cli_env, make_oltp, run_cli
 
@@ -147,7 +148,7 @@ def test_the_tenant_sensor_cursor_stays_bounded_however_many_ids_are_refused(dat
     instance = dg.DagsterInstance.ephemeral()
     oltp = OltpDatabase(url=url)
     with dg.build_sensor_context(instance=instance, resources={"oltp": oltp}) as ctx:
-        first = sensors.tenant_sensor(ctx)
+        first = sensors.build_tenant_sensor(AutomationSettings())(ctx)
     cursor = json.loads(first.cursor)
     assert set(cursor) == {"reported_invalid_sha256"}
     assert len(cursor["reported_invalid_sha256"]) == sensors.ReportedIds.MAX_REPORTED

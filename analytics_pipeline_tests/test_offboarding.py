@@ -19,6 +19,7 @@ from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     add_tenants,
 )
+from analytics_pipeline.settings import AutomationSettings
 from analytics_pipeline_tests.testbed import END, START, TEST_SIZE, evaluate_sensor, run_sql
 
 
@@ -34,14 +35,14 @@ def _apply_all(inst: dg.DagsterInstance, result: dg.SensorResult) -> None:
 def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     clean_instance,
     oltp_url,
-    monkeypatch,
 ):
     for key in clean_instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME):
         clean_instance.delete_dynamic_partition(OFFBOARDED_PARTITIONS_NAME, key)
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())  # tenant-001..003, in that order
     run_sql(oltp_url, "UPDATE tenants SET status = 'offboarded' WHERE id = 'tenant-002'")
 
-    first = evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url)
+    tenant_sensor = sensors.build_tenant_sensor(AutomationSettings())
+    first = evaluate_sensor(tenant_sensor, clean_instance, oltp_url)
     assert [
         (type(r).__name__, r.partitions_def_name, list(r.partition_keys))
         for r in first.dynamic_partitions_requests
@@ -49,15 +50,15 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     assert first.run_requests == []
     _apply_all(clean_instance, first)
     # Reported once: the next tick has nothing to say.
-    second = evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url, first.cursor)
+    second = evaluate_sensor(tenant_sensor, clean_instance, oltp_url, first.cursor)
     assert second.dynamic_partitions_requests == [] and second.run_requests == []
     # Still readable: the partition is still registered.
     assert "tenant-002" in clean_instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
 
-    monkeypatch.setattr(schedules, "TENANTS_PER_RUN", 250)
+    daily_refresh, _ = schedules.build_refresh_schedules(AutomationSettings(tenants_per_run=250))
     when = dt.datetime(2026, 3, 10, 0, 30, tzinfo=dt.UTC)
     ctx = dg.build_schedule_context(instance=clean_instance, scheduled_execution_time=when)
-    runs = schedules.daily_refresh(ctx)
+    runs = daily_refresh(ctx)
     assert [(r.tags[START], r.tags[END]) for r in runs] == [
         ("2026-03-09|tenant-001", "2026-03-09|tenant-001"),
         ("2026-03-09|tenant-003", "2026-03-09|tenant-003"),
@@ -65,10 +66,10 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
 
     # The late-data sensor leaves it out of per-tenant runs and of a burst's rectangle.
     run_sql(oltp_url, "UPDATE emails SET opened = now() WHERE sent_at::date = '2026-03-20'")
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", 0)
-    start = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url)
+    late_data_sensor = sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))
+    start = evaluate_sensor(late_data_sensor, clean_instance, oltp_url)
     run_sql(oltp_url, "UPDATE emails SET opened = now() WHERE sent_at::date = '2026-03-21'")
-    late = evaluate_sensor(sensors.late_data_sensor, clean_instance, oltp_url, start.cursor)
+    late = evaluate_sensor(late_data_sensor, clean_instance, oltp_url, start.cursor)
     assert sorted(r.tags["analytics/tenant"] for r in late.run_requests) == [
         "tenant-001",
         "tenant-003",
@@ -90,12 +91,12 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
 
     # Reactivated: reported once, and refreshed again.
     run_sql(oltp_url, "UPDATE tenants SET status = 'active' WHERE id = 'tenant-002'")
-    back = evaluate_sensor(sensors.tenant_sensor, clean_instance, oltp_url, second.cursor)
+    back = evaluate_sensor(tenant_sensor, clean_instance, oltp_url, second.cursor)
     assert [
         (type(r).__name__, list(r.partition_keys)) for r in back.dynamic_partitions_requests
     ] == [("DeleteDynamicPartitionsRequest", ["tenant-002"])]
     _apply_all(clean_instance, back)
     ctx = dg.build_schedule_context(instance=clean_instance, scheduled_execution_time=when)
-    assert [(r.tags[START], r.tags[END]) for r in schedules.daily_refresh(ctx)] == [
+    assert [(r.tags[START], r.tags[END]) for r in daily_refresh(ctx)] == [
         ("2026-03-09|tenant-001", "2026-03-09|tenant-003")
     ]

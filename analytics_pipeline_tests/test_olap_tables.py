@@ -23,6 +23,7 @@ from analytics_pipeline.errors import DataQualityError, RollupError
 from analytics_pipeline.partitions import TenantDay
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import COPY, IN_DATABASE, refresh
+from analytics_pipeline.rollups.spec import WriteMode
 from analytics_pipeline.rollups.sql import count_all
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
@@ -102,7 +103,7 @@ def test_rerun_is_idempotent_and_touches_only_its_partitions(name, oltp, olap):
     second = refresh(rollup, _parts(SCATTERED), oltp=oltp, olap=olap, run_id="second")
     assert _rows(olap.engine, rollup) == before
     inside_rows = len([r for r in before if (r["tenant_id"], r["date"]) in SCATTERED])
-    if rollup.write_mode == "append_only":
+    if rollup.write_mode == WriteMode.APPEND_ONLY:
         assert (second.rows_deleted, second.rows_written) == (0, 0), "nothing new to append"
     else:
         assert second.rows_deleted == second.rows_written == inside_rows > 0
@@ -113,7 +114,7 @@ def test_rerun_is_idempotent_and_touches_only_its_partitions(name, oltp, olap):
         ).all()
     for tenant, day, run in stamps:
         inside = (tenant, day) in SCATTERED
-        if rollup.write_mode == "append_only":
+        if rollup.write_mode == WriteMode.APPEND_ONLY:
             assert run == "first", "append-only rows are never rewritten"
         else:
             assert run == ("second" if inside else "first"), (tenant, day, run)
@@ -129,7 +130,7 @@ def test_separate_olap_database_gets_identical_rows(name, oltp, olap, separate_o
         for _ in range(2):  # the second pass replaces (or, append-only, keeps), never doubles
             result = refresh(rollup, _parts(ALL), oltp=oltp, olap=other, run_id="copy")
         assert result.path == COPY
-        if rollup.write_mode == "append_only":
+        if rollup.write_mode == WriteMode.APPEND_ONLY:
             assert (result.rows_deleted, result.rows_written) == (0, 0)
         else:
             assert result.rows_written == result.rows_deleted > 0

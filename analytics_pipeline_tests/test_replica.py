@@ -29,15 +29,10 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import COPY, is_transient, refresh
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.settings import AutomationSettings
 from analytics_pipeline_tests import oracle
 from analytics_pipeline_tests.replica import ReplicaPair, replica_pair  # noqa: F401 (fixture)
-from analytics_pipeline_tests.testbed import (
-    TEST_SIZE,
-    evaluate_sensor,
-    make_olap,
-    make_oltp,
-    truncate_olap,
-)
+from analytics_pipeline_tests.testbed import TEST_SIZE, make_olap, make_oltp, truncate_olap
 
 TENANTS = [*TEST_SIZE.tenant_ids(), "quiet"]
 ALL = [
@@ -101,16 +96,25 @@ def test_every_table_is_exact_when_oltp_is_the_standby(loaded):
         olap.dispose()
 
 
+# The late-data sensor's lag in these tests: short, so that replay catches up within it.
+LAG = 1.0
+
+
+def _tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"oltp": OltpDatabase(url=url)}
+    ) as ctx:
+        return sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=LAG))(ctx)
+
+
 def _watermark(cursor: str) -> dt.datetime:
     return dt.datetime.fromisoformat(json.loads(cursor)["emails.updated_at"])
 
 
-def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded, monkeypatch):
+def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded):
     """Replay paused: the standby's clock passes the change, its data does not; nothing is lost."""
     pair, olap_url = loaded
     primary, standby = pair.primary.url(), pair.standby.url()
-    lag = 1.0
-    monkeypatch.setattr(sensors, "LATE_DATA_LAG_SECONDS", lag)
     oltp, olap = OltpDatabase(url=standby), OlapDatabase(url=olap_url)
     truncate_olap(olap)
     campaign = next(r for r in REGISTRY if r.name == "campaign_analytics")
@@ -121,7 +125,7 @@ def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded,
 
     with dg.DagsterInstance.ephemeral() as instance:
         add_tenants(instance, TEST_SIZE.tenant_ids())
-        start = evaluate_sensor(sensors.late_data_sensor, instance, standby, None)
+        start = _tick(instance, standby, None)
         _scalar(standby, "SELECT pg_wal_replay_pause()")
         try:
             _wait(
@@ -144,7 +148,7 @@ def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded,
                 ),
                 "the standby's clock to pass the change",
             )
-            paused = evaluate_sensor(sensors.late_data_sensor, instance, standby, start.cursor)
+            paused = _tick(instance, standby, start.cursor)
             assert paused.run_requests == []
             assert _watermark(paused.cursor) < changed_at
             # Any later commit on the primary (here a heartbeat) moves the replay position on.
@@ -155,7 +159,7 @@ def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded,
             _scalar(standby, "SELECT pg_wal_replay_resume()")
         pair.wait_for_replay()
 
-        resumed = evaluate_sensor(sensors.late_data_sensor, instance, standby, paused.cursor)
+        resumed = _tick(instance, standby, paused.cursor)
         assert _watermark(resumed.cursor) >= changed_at
         requested = [r for r in resumed.run_requests if campaign.name in str(r.asset_selection)]
         assert requested, resumed.run_requests

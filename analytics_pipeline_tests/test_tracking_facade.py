@@ -23,8 +23,8 @@ from analytics_pipeline.tracking.email import (
     track_email_replied,
     track_email_sent,
 )
-from analytics_pipeline.tracking.tracker import VIOLATION_PROPERTY
-from analytics_pipeline_tests.test_tracking_delivery import production
+from analytics_pipeline.tracking.facade import VIOLATION_PROPERTY
+from analytics_pipeline_tests.fake_posthog import production
 
 SEED_TAXONOMY = {
     "email_sent",

@@ -18,8 +18,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from analytics_pipeline.tracking.posthog_sink import SENDER_COMMAND
 from analytics_pipeline.tracking.sender_child import CONFIG_ENV
-from analytics_pipeline.tracking.sender_process import SENDER_COMMAND
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("sqlalchemy", "dagster", "pandas", "numpy", "psycopg", "pydantic")

@@ -51,6 +51,7 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import refresh
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.settings import AutomationSettings
 
 CAMPAIGN = "campaign_analytics"
 ALL_TABLES = tuple(r.name for r in REGISTRY)
@@ -390,7 +391,6 @@ class Bench:
     def burst(self, storage: str) -> Measure:
         """(5) The late-data sensor's tick after a burst of changes across every tenant."""
         with self.fresh("burst", storage) as fresh:
-            sensors.LATE_DATA_LAG_SECONDS = 0
             start = self._tick(fresh.instance, None)
             engine = sa.create_engine(self.scale.oltp_url)
             try:
@@ -447,7 +447,7 @@ class Bench:
         with dg.build_sensor_context(
             instance=instance, cursor=cursor, resources=dict(defs.resources)
         ) as ctx:
-            return sensors.late_data_sensor(ctx)
+            return sensors.build_late_data_sensor(AutomationSettings(late_data_lag_seconds=0))(ctx)
 
     def _requested(self, request: dg.RunRequest) -> int:
         """Partition-assets a run request covers: its rectangle (tenants x days) x assets."""

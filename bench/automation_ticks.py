@@ -29,6 +29,7 @@ from analytics_pipeline.automation import schedules, sensors
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.partitions import add_tenants
 from analytics_pipeline.resources.database import OltpDatabase
+from analytics_pipeline.settings import AutomationSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,15 +74,19 @@ def main() -> int:
         ) as ctx:
             return sensor(ctx)
 
+    # The deployment's defaults, the watermark lag aside (the burst is written just before).
+    automation = AutomationSettings(late_data_lag_seconds=0)
+    tenant_sensor = sensors.build_tenant_sensor(automation)
+    late_data_sensor = sensors.build_late_data_sensor(automation)
+    daily_refresh, intraday_refresh = schedules.build_refresh_schedules(automation)
     with tempfile.TemporaryDirectory() as home:
         (Path(home) / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
         with dg.DagsterInstance.from_config(home) as instance:
             print("ticks:")
-            timed("tenant_sensor, every tenant new", lambda: tick(sensors.tenant_sensor, instance))
+            timed("tenant_sensor, every tenant new", lambda: tick(tenant_sensor, instance))
             add_tenants(instance, size.tenant_ids())
-            timed("tenant_sensor, nothing new", lambda: tick(sensors.tenant_sensor, instance))
-            sensors.LATE_DATA_LAG_SECONDS = 0
-            start = tick(sensors.late_data_sensor, instance)
+            timed("tenant_sensor, nothing new", lambda: tick(tenant_sensor, instance))
+            start = tick(late_data_sensor, instance)
             with engine.begin() as conn:
                 changed = conn.execute(
                     sa.text("UPDATE emails SET opened = coalesce(opened, now()) WHERE id % 20 = 0")
@@ -91,29 +96,29 @@ def main() -> int:
                 ).rowcount
             burst = timed(
                 f"late_data_sensor, burst of {changed:,} changed rows",
-                lambda: tick(sensors.late_data_sensor, instance, start.cursor),
+                lambda: tick(late_data_sensor, instance, start.cursor),
             )
             timed(
                 "late_data_sensor, quiet",
-                lambda: tick(sensors.late_data_sensor, instance, burst.cursor),
+                lambda: tick(late_data_sensor, instance, burst.cursor),
             )
             when = dt.datetime(2026, 7, 1, 0, 30, tzinfo=dt.UTC)
             daily = timed(
                 "daily_refresh",
-                lambda: schedules.daily_refresh(
+                lambda: daily_refresh(
                     dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
                 ),
             )
             intraday = timed(
                 "intraday_refresh",
-                lambda: schedules.intraday_refresh(
+                lambda: intraday_refresh(
                     dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
                 ),
             )
     print(
         f"runs a day from the schedules: {len(daily)} daily + 48 x {len(intraday)} intraday = "
         f"{len(daily) + 48 * len(intraday)}; the late-data sensor adds at most "
-        f"{sensors.LATE_DATA_MAX_RUNS} a tick (4 ticks a minute), and 1 a tick in a burst"
+        f"{automation.late_data_max_runs} a tick (4 ticks a minute), and 1 a tick in a burst"
     )
     engine.dispose()
     oltp.dispose()

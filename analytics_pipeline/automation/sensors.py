@@ -5,19 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.events import JobFailureData
+from dagster._core.execution.plan.objects import StepFailureData
 
 from analytics_pipeline import telemetry
+from analytics_pipeline.assets.selection import ALL_ROLLUPS, ROLLUP_SELECTION
 from analytics_pipeline.automation.changes import (
     affected_since,
     complete_until,
     database_now,
     feeds,
 )
-from analytics_pipeline.automation.planning import PlannedRun, plan_runs, run_tenant
+from analytics_pipeline.automation.planning import PlannedRun, plan_runs
 from analytics_pipeline.partitions import (
     OFFBOARDED_PARTITIONS_NAME,
     TENANTS_PARTITIONS_NAME,
@@ -30,16 +32,10 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.resources.database import OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.run_tags import run_tenant
+from analytics_pipeline.settings import AutomationSettings
 from analytics_pipeline.sources.schema import NO_TABLES_YET, oltp_schema_exists
 from analytics_pipeline.sources.tables import tenants
-
-ALL_ROLLUPS = tuple(r.name for r in REGISTRY)
-ROLLUP_SELECTION = dg.AssetSelection.assets(*(dg.AssetKey(["analytics", n]) for n in ALL_ROLLUPS))
-
-# Tuning, overridable by environment variable (documented in docs/OPERATIONS.md).
-NEW_TENANTS_PER_TICK = int(os.environ.get("ANALYTICS_NEW_TENANTS_PER_TICK", "25"))
-LATE_DATA_LAG_SECONDS = float(os.environ.get("ANALYTICS_LATE_DATA_LAG_SECONDS", "10"))
-LATE_DATA_MAX_RUNS = int(os.environ.get("ANALYTICS_LATE_DATA_MAX_RUNS", "10"))
 
 
 class ReportedIds:
@@ -86,57 +82,65 @@ def _first_day() -> dt.date:
     return daily_partitions.start.date()
 
 
-@dg.sensor(
-    name="tenant_sensor",
-    minimum_interval_seconds=60,
-    target=ROLLUP_SELECTION,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Registers OLTP tenants as partitions (at most ANALYTICS_NEW_TENANTS_PER_TICK a tick, "
-        "oldest first) and requests each new tenant's initial build, from the day it was "
-        "created to today. Ids that cannot be partition keys are reported once and skipped. "
-        "Offboarded tenants are never added; a registered tenant that becomes offboarded is "
-        "reported once and no longer refreshed (its partitions stay readable), until it is "
-        "reactivated or erased (analytics-pipeline tenant erase)."
-    ),
-)
-def tenant_sensor(
-    context: dg.SensorEvaluationContext, oltp: OltpDatabase
-) -> dg.SensorResult | dg.SkipReason:
-    reported = ReportedIds.from_cursor(context.cursor)
-    with oltp.read_snapshot() as conn:
-        if not oltp_schema_exists(conn):
-            return dg.SkipReason(NO_TABLES_YET)
-        rows = conn.execute(
-            sa.select(tenants.c.id, tenants.c.created_at, tenants.c.status).order_by(
-                tenants.c.created_at, tenants.c.id
-            )
-        ).all()
-        today = database_now(conn).astimezone(dt.UTC).date()
-    registered = set(context.instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME))
-    offboarded = {t for t, _, status in rows if status == "offboarded"}
-    created = {t: created_at for t, created_at, status in rows if status != "offboarded"}
-    valid, invalid = split_tenant_ids(t for t in created if t not in registered)
-    for tenant_id, why in invalid.items():
-        if reported.add(tenant_id):
-            context.log.warning(why)
-    new = [(t, max(created[t].astimezone(dt.UTC).date(), _first_day())) for t in valid]
-    batch = new[:NEW_TENANTS_PER_TICK]
-    runs = [
-        PlannedRun(ALL_ROLLUPS, TenantDay(t, min(start, today)), TenantDay(t, today)).request(
-            "new-tenant", run_key=f"new-tenant-{t}"
-        )
-        for t, start in batch
-    ]
-    if len(new) > len(batch):
-        context.log.info(f"{len(new) - len(batch)} more new tenant(s) wait for the next ticks")
-    requests = [tenant_partitions.build_add_request([t for t, _ in batch])] if batch else []
-    requests += offboarding_requests(context, registered, offboarded)
-    return dg.SensorResult(
-        run_requests=runs,
-        dynamic_partitions_requests=requests,
-        cursor=reported.to_cursor(),
+def build_tenant_sensor(automation: AutomationSettings) -> dg.SensorDefinition:
+    """The tenant sensor, registering at most `automation.new_tenants_per_tick` a tick."""
+    per_tick = automation.new_tenants_per_tick
+
+    @dg.sensor(
+        name="tenant_sensor",
+        minimum_interval_seconds=60,
+        target=ROLLUP_SELECTION,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Registers OLTP tenants as partitions (at most ANALYTICS_NEW_TENANTS_PER_TICK a tick, "
+            "oldest first) and requests each new tenant's initial build, from the day it was "
+            "created to today. Ids that cannot be partition keys are reported once and skipped. "
+            "Offboarded tenants are never added; a registered tenant that becomes offboarded is "
+            "reported once and no longer refreshed (its partitions stay readable), until it is "
+            "reactivated or erased (analytics-pipeline tenant erase)."
+        ),
     )
+    def tenant_sensor(
+        context: dg.SensorEvaluationContext, oltp: OltpDatabase
+    ) -> dg.SensorResult | dg.SkipReason:
+        reported = ReportedIds.from_cursor(context.cursor)
+        with oltp.read_snapshot() as conn:
+            if not oltp_schema_exists(conn):
+                return dg.SkipReason(NO_TABLES_YET)
+            rows = conn.execute(
+                sa.select(tenants.c.id, tenants.c.created_at, tenants.c.status).order_by(
+                    tenants.c.created_at, tenants.c.id
+                )
+            ).all()
+            today = database_now(conn).astimezone(dt.UTC).date()
+        registered = set(context.instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME))
+        offboarded = {t for t, _, status in rows if status == "offboarded"}
+        created = {t: created_at for t, created_at, status in rows if status != "offboarded"}
+        valid, invalid = split_tenant_ids(t for t in created if t not in registered)
+        for tenant_id, why in invalid.items():
+            if reported.add(tenant_id):
+                context.log.warning(why)
+        new = [(t, max(created[t].astimezone(dt.UTC).date(), _first_day())) for t in valid]
+        batch = new[:per_tick]
+        runs = [
+            PlannedRun(ALL_ROLLUPS, TenantDay(t, min(start, today)), TenantDay(t, today)).request(
+                "new-tenant", run_key=f"new-tenant-{t}"
+            )
+            for t, start in batch
+        ]
+        if len(new) > len(batch):
+            context.log.info(f"{len(new) - len(batch)} more new tenant(s) wait for the next ticks")
+        requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+        if batch:
+            requests.append(tenant_partitions.build_add_request([t for t, _ in batch]))
+        requests += offboarding_requests(context, registered, offboarded)
+        return dg.SensorResult(
+            run_requests=runs,
+            dynamic_partitions_requests=requests,
+            cursor=reported.to_cursor(),
+        )
+
+    return tenant_sensor
 
 
 def offboarding_requests(
@@ -165,54 +169,67 @@ def offboarding_requests(
     return requests
 
 
-@dg.sensor(
-    name="late_data_sensor",
-    minimum_interval_seconds=15,
-    target=ROLLUP_SELECTION,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Finds the (tenant, date) partitions whose OLTP rows changed since the last tick "
-        "(updated_at watermarks per source; recorded_at for admin_actions) and requests range "
-        "runs of exactly the affected tables: one per tenant, or one over the bounding "
-        "rectangle when many tenants changed. The watermark trails the database clock by "
-        "ANALYTICS_LATE_DATA_LAG_SECONDS so in-flight transactions are not skipped, and it only "
-        "advances in a tick that requested its runs. On a hot standby the clock is the replay "
-        "position's time (pg_last_xact_replay_timestamp()), so replication lag is never skipped."
-    ),
-)
-def late_data_sensor(context: dg.SensorEvaluationContext, oltp: OltpDatabase) -> dg.SensorResult:
-    watermarks = {
-        k: dt.datetime.fromisoformat(v) for k, v in json.loads(context.cursor or "{}").items()
-    }
-    keys = [f"{source}.{col}" for source, col in feeds(REGISTRY)]
-    with oltp.read_snapshot() as conn:
-        now = complete_until(conn)
-        if now is None:
-            return dg.SensorResult(skip_reason="the OLTP standby has replayed nothing yet")
-        upto = now - dt.timedelta(seconds=LATE_DATA_LAG_SECONDS)
-        if not watermarks:
-            # First tick: start watching from now (not now - lag: rows a demo or a bulk load
-            # wrote seconds ago would come back as "late" on the next tick and be recomputed).
-            # History is built by the tenant sensor, the schedules, or a backfill.
-            return dg.SensorResult(
-                skip_reason="started watching OLTP changes",
-                cursor=json.dumps({k: now.isoformat() for k in keys}),
-            )
-        affected = affected_since(conn, REGISTRY, watermarks, upto, default_after=upto)
-    runs = plan_runs(
-        affected,
-        context.instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME),
-        first_day=_first_day(),
-        last_day=upto.astimezone(dt.UTC).date(),
-        max_runs=LATE_DATA_MAX_RUNS,
-        exclude=set(context.instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME)),
+def build_late_data_sensor(automation: AutomationSettings) -> dg.SensorDefinition:
+    """The late-data sensor: its watermark trails the database clock by
+    `automation.late_data_lag_seconds`; at most `automation.late_data_max_runs` runs a tick."""
+    lag = dt.timedelta(seconds=automation.late_data_lag_seconds)
+    max_runs = automation.late_data_max_runs
+
+    @dg.sensor(
+        name="late_data_sensor",
+        minimum_interval_seconds=15,
+        target=ROLLUP_SELECTION,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Finds the (tenant, date) partitions whose OLTP rows changed since the last tick "
+            "(updated_at watermarks per source; recorded_at for admin_actions) and requests "
+            "range runs of exactly the affected tables: one per tenant, or one over the bounding "
+            "rectangle when many tenants changed. The watermark trails the database clock by "
+            "ANALYTICS_LATE_DATA_LAG_SECONDS so in-flight transactions are not skipped, and it "
+            "only advances in a tick that requested its runs. On a hot standby the clock is the "
+            "replay position's time (pg_last_xact_replay_timestamp()), so replication lag is "
+            "never skipped."
+        ),
     )
-    changed = sum(len(p) for p in affected.values())
-    context.log.info(f"{changed} changed (table, tenant, date) partition(s) -> {len(runs)} run(s)")
-    return dg.SensorResult(
-        run_requests=[r.request("late-data") for r in runs],
-        cursor=json.dumps({k: max(upto, watermarks.get(k, upto)).isoformat() for k in keys}),
-    )
+    def late_data_sensor(
+        context: dg.SensorEvaluationContext, oltp: OltpDatabase
+    ) -> dg.SensorResult:
+        watermarks = {
+            k: dt.datetime.fromisoformat(v) for k, v in json.loads(context.cursor or "{}").items()
+        }
+        keys = [f"{source}.{col}" for source, col in feeds(REGISTRY)]
+        with oltp.read_snapshot() as conn:
+            now = complete_until(conn)
+            if now is None:
+                return dg.SensorResult(skip_reason="the OLTP standby has replayed nothing yet")
+            upto = now - lag
+            if not watermarks:
+                # First tick: start watching from now (not now - lag: rows a demo or a bulk load
+                # wrote seconds ago would come back as "late" on the next tick and be recomputed).
+                # History is built by the tenant sensor, the schedules, or a backfill.
+                return dg.SensorResult(
+                    skip_reason="started watching OLTP changes",
+                    cursor=json.dumps({k: now.isoformat() for k in keys}),
+                )
+            affected = affected_since(conn, REGISTRY, watermarks, upto, default_after=upto)
+        runs = plan_runs(
+            affected,
+            list(context.instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)),
+            first_day=_first_day(),
+            last_day=upto.astimezone(dt.UTC).date(),
+            max_runs=max_runs,
+            exclude=set(context.instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME)),
+        )
+        changed = sum(len(p) for p in affected.values())
+        context.log.info(
+            f"{changed} changed (table, tenant, date) partition(s) -> {len(runs)} run(s)"
+        )
+        return dg.SensorResult(
+            run_requests=[r.request("late-data") for r in runs],
+            cursor=json.dumps({k: max(upto, watermarks.get(k, upto)).isoformat() for k in keys}),
+        )
+
+    return late_data_sensor
 
 
 @dg.run_failure_sensor(
@@ -227,7 +244,8 @@ def run_failure_sensor(
     run = context.dagster_run
     event = context.failure_event
     message = event.message if event else "unknown error"
-    error = event.event_specific_data.error if event and event.event_specific_data else None
+    data = event.event_specific_data if event else None
+    error = data.error if isinstance(data, StepFailureData | JobFailureData) else None
     # Dagster wraps the user's exception; its root cause is the useful error type.
     while error is not None and error.cause is not None:
         error = error.cause

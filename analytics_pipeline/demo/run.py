@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -15,16 +15,19 @@ from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.errors import AnalyticsPipelineError
 from analytics_pipeline.instance.run_health import local_run_tags, reap_dead_runs
+from analytics_pipeline.names import REFRESH_JOB
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay, range_tags
 from analytics_pipeline.progress import reporting, watching_run
+from analytics_pipeline.rollups.schema import SCHEMA
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
-from analytics_pipeline.settings import DatabaseSettings
+from analytics_pipeline.settings import DatabaseSettings, Settings
+from analytics_pipeline.settings.registry import DAGSTER_HOME
 from analytics_pipeline.tenants import register_oltp_tenants
-from analytics_pipeline.warehouse.metadata import SCHEMA
 from analytics_pipeline.warehouse.migrate import upgrade_database
+from analytics_pipeline.wiring import build_definitions
 
-MAIN_JOB = "refresh_analytics"
+MAIN_JOB = REFRESH_JOB
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,17 @@ class DemoOutcome:
 
 
 def run_demo(
-    settings: DatabaseSettings, size: DemoSize, echo=print, log_level: str = "WARNING"
+    settings: DatabaseSettings,
+    size: DemoSize,
+    echo: Callable[[str], None] = print,
+    log_level: str = "WARNING",
 ) -> DemoOutcome:
-    """Load the demo data, register its tenants, and materialize all its partitions in one run."""
-    from analytics_pipeline.definitions import defs  # after the environment is exported
+    """Load the demo data, register its tenants, and materialize all its partitions in one run.
 
+    The Definitions are built from the settings as the command resolved them (`settings` and the
+    URLs it exported), not from whatever the environment held when this module was imported.
+    """
+    defs = build_definitions(Settings.from_env())
     oltp_engine = sa.create_engine(settings.oltp_url)
     olap_engine = sa.create_engine(settings.olap_url)
     loader_engine = sa.create_engine(settings.oltp_loader_url)
@@ -61,6 +70,8 @@ def run_demo(
 
         instance = dg.DagsterInstance.get()
         synced = register_oltp_tenants(settings.oltp_url, instance)
+        if synced is None:  # the load above creates the tables: only a concurrent drop gets here
+            raise AnalyticsPipelineError("OLTP has no tables after the demo load; run it again")
         for tenant_id, why in synced.invalid.items():
             echo(f"skipped tenant {tenant_id!r}: {why}")
         ordered = instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
@@ -151,6 +162,7 @@ def _summary(oltp_engine: sa.Engine, olap_engine: sa.Engine, size: DemoSize) -> 
             ).scalar()
             lines.append(f"{SCHEMA}.{rollup.name}: {n:,} rows")
     lines.append("Open the Dagster UI on this data: analytics-pipeline dev")
-    if os.environ.get("DAGSTER_HOME"):
-        lines.append(f"(Dagster home: {os.environ['DAGSTER_HOME']})")
+    dagster_home = DAGSTER_HOME.read()
+    if dagster_home:
+        lines.append(f"(Dagster home: {dagster_home})")
     return lines

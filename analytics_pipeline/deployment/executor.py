@@ -13,35 +13,36 @@ claims a pool slot before it sends a step to the broker.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
 from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.settings import ExecutorSettings
+from analytics_pipeline.settings import registry as v
+from analytics_pipeline.settings.registry import CELERY, MULTIPROCESS
 
-EXECUTOR_ENV = "ANALYTICS_EXECUTOR"
-CELERY_BROKER_ENV = "ANALYTICS_CELERY_BROKER"
-CELERY_BACKEND_ENV = "ANALYTICS_CELERY_BACKEND"
-CELERY_QUEUE_ENV = "ANALYTICS_CELERY_QUEUE"
+EXECUTOR_ENV = v.EXECUTOR.name
+CELERY_BROKER_ENV = v.CELERY_BROKER.name
+CELERY_BACKEND_ENV = v.CELERY_BACKEND.name
+CELERY_QUEUE_ENV = v.CELERY_QUEUE.name
 
-MULTIPROCESS = "multiprocess"
-CELERY = "celery"
-DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
-# rpc:// sends each step's result back over the broker to the run that asked: no extra service.
-DEFAULT_BACKEND = "rpc://"
-DEFAULT_QUEUE = "dagster"
+__all__ = ["CELERY", "MULTIPROCESS", "celery_config", "resolve_executor"]
 
 
 def celery_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The celery executor's config, which the workers' app is built from too."""
-    env = os.environ if environ is None else environ
+    """The celery executor's config, which the workers' app is built from too (the
+    environment's settings unless `environ` is given)."""
+    return _celery_config(ExecutorSettings.from_env(environ))
+
+
+def _celery_config(executor: ExecutorSettings) -> dict[str, Any]:
     return {
-        "broker": env.get(CELERY_BROKER_ENV) or DEFAULT_BROKER,
-        "backend": env.get(CELERY_BACKEND_ENV) or DEFAULT_BACKEND,
+        "broker": executor.celery_broker,
+        "backend": executor.celery_backend,
         "config_source": {
-            "task_default_queue": env.get(CELERY_QUEUE_ENV) or DEFAULT_QUEUE,
+            "task_default_queue": executor.celery_queue,
             # A task is acknowledged when it ends, not when a worker takes it: a worker that
             # dies mid-step gives the step back to the broker, which hands it to another worker
             # (the refresh is one transaction, so the dead worker wrote nothing). Without this
@@ -53,21 +54,19 @@ def celery_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-def resolve_executor(environ: Mapping[str, str] | None = None) -> dg.ExecutorDefinition | None:
-    """The executor ANALYTICS_EXECUTOR names; None keeps Dagster's default (multiprocess)."""
-    env = os.environ if environ is None else environ
-    profile = (env.get(EXECUTOR_ENV) or MULTIPROCESS).strip().lower()
-    if profile == MULTIPROCESS:
+def resolve_executor(executor: ExecutorSettings) -> dg.ExecutorDefinition | None:
+    """The executor ANALYTICS_EXECUTOR names; None keeps Dagster's default (multiprocess).
+
+    The profile was checked when the settings were read (multiprocess or celery)."""
+    if executor.profile == MULTIPROCESS:
         return None
-    if profile != CELERY:
-        raise ConfigurationError(
-            f"{EXECUTOR_ENV}={profile!r} is not a deployment profile; use {MULTIPROCESS!r} "
-            f"(the default) or {CELERY!r}"
-        )
     try:
         from dagster_celery import celery_executor
     except ImportError:
         raise ConfigurationError(
             f"{EXECUTOR_ENV}=celery needs dagster-celery: pip install 'analytics_pipeline[celery]'"
         ) from None
-    return celery_executor.configured(celery_config(env), name="celery")
+    configured: dg.ExecutorDefinition = celery_executor.configured(
+        _celery_config(executor), name="celery"
+    )
+    return configured

@@ -11,11 +11,10 @@ that started the server stops it when it exits; one that only attached leaves it
 from __future__ import annotations
 
 import atexit
-import os
 
 from analytics_pipeline.embedded.server import EmbeddedPostgres
-from analytics_pipeline.runtime import state_home
-from analytics_pipeline.settings import DAGSTER_PG_URL_ENV, OLTP_URL_ENV
+from analytics_pipeline.settings import state_home
+from analytics_pipeline.settings.registry import DAGSTER_PG_URL, OLTP_URL
 
 _server: EmbeddedPostgres | None = None
 
@@ -23,7 +22,7 @@ _server: EmbeddedPostgres | None = None
 def ensure_embedded_defaults() -> None:
     """Export the embedded server's URLs for whichever of OLTP / Dagster URL is unset."""
     global _server
-    if os.environ.get(OLTP_URL_ENV) and os.environ.get(DAGSTER_PG_URL_ENV):
+    if OLTP_URL.raw() and DAGSTER_PG_URL.raw():
         return
     if _server is None:
         server = EmbeddedPostgres(state_home() / "postgres")

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 
 from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.settings.registry import PSEUDONYM_SALT
 
-SALT_ENV = "ANALYTICS_PSEUDONYM_SALT"
+SALT_ENV = PSEUDONYM_SALT.name
 MIN_SALT_LENGTH = 16
 
 
@@ -27,7 +27,7 @@ class Pseudonymizer:
 
     @classmethod
     def from_env(cls) -> Pseudonymizer:
-        salt = os.environ.get(SALT_ENV, "")
+        salt = PSEUDONYM_SALT.read()
         if len(salt) < MIN_SALT_LENGTH:
             raise ConfigurationError(
                 f"{SALT_ENV} must be set to a secret of at least {MIN_SALT_LENGTH} characters "

@@ -6,12 +6,12 @@ the temporary home `dagster dev` and `dg` copy it into): the storages ask here i
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import NoReturn
 
 from analytics_pipeline.errors import ConfigurationError, EmbeddedPostgresError
 from analytics_pipeline.settings import DAGSTER_PG_URL_ENV, PSYCOPG2, normalize_database_url
+from analytics_pipeline.settings.registry import DAGSTER_PG_URL
 
 
 def instance_database_url(configured: str | None = None) -> str:
@@ -21,14 +21,19 @@ def instance_database_url(configured: str | None = None) -> str:
     process with one line that says what to do: this runs inside Dagster's own commands, whose
     traceback would bury it.
     """
-    raw = (configured or os.environ.get(DAGSTER_PG_URL_ENV, "")).strip()
     try:
-        if not raw:
-            from analytics_pipeline.embedded.defaults import ensure_embedded_defaults
+        if configured and configured.strip():
+            url = normalize_database_url(configured, setting=DAGSTER_PG_URL_ENV, driver=PSYCOPG2)
+        else:
+            found = DAGSTER_PG_URL.read()
+            if found is None:
+                from analytics_pipeline.embedded.defaults import ensure_embedded_defaults
 
-            ensure_embedded_defaults()
-            raw = os.environ[DAGSTER_PG_URL_ENV]
-        url = normalize_database_url(raw, setting=DAGSTER_PG_URL_ENV, driver=PSYCOPG2)
+                ensure_embedded_defaults()
+                found = DAGSTER_PG_URL.read()
+            if found is None:  # the embedded server exports it; say so rather than KeyError
+                raise ConfigurationError(f"{DAGSTER_PG_URL_ENV} is still not set")
+            url = found
     except (ConfigurationError, EmbeddedPostgresError) as exc:
         _exit(exc)
     return url.render_as_string(hide_password=False)

@@ -11,13 +11,13 @@ docs/OPERATIONS.md ("What the OLTP role may do") has the GRANT script for a read
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 
 from analytics_pipeline.errors import ConfigurationError
+from analytics_pipeline.settings.registry import ENVIRONMENT, PRODUCTION
 from analytics_pipeline.sources.tables import metadata as oltp_metadata
-from analytics_pipeline.tracking.config import ENVIRONMENT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def write_access(conn: sa.Connection) -> tuple[str, list[str]]:
     return role, [f"it may write {t}" for t in writable]
 
 
-def preflight(engine: sa.Engine, display_url: str, environ: dict[str, str] | None = None) -> None:
+def preflight(
+    engine: sa.Engine, display_url: str, environ: Mapping[str, str] | None = None
+) -> None:
     """Refuse (production) or warn (elsewhere) when the OLTP role can write; once per URL."""
     key = engine.url.render_as_string(hide_password=False)
     if key in _checked:
@@ -62,10 +64,9 @@ def preflight(engine: sa.Engine, display_url: str, environ: dict[str, str] | Non
         f"{'; '.join(ways)}. Read OLTP as a role with SELECT only: see docs/OPERATIONS.md, "
         "'What the OLTP role may do', for the GRANT script"
     )
-    env = os.environ if environ is None else environ
-    if env.get(ENVIRONMENT_ENV) == "production":
+    if ENVIRONMENT.read(environ) == PRODUCTION:
         _checked.discard(key)
-        raise ConfigurationError(message + f" ({ENVIRONMENT_ENV}=production refuses to run)")
+        raise ConfigurationError(message + f" ({ENVIRONMENT.name}={PRODUCTION} refuses to run)")
     log.warning("%s (allowed outside production)", message)
 
 

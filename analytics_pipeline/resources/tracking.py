@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import dagster as dg
 from pydantic import Field
 
 from analytics_pipeline.tracking import EventTracker, TrackingConfig, get_tracker
+from analytics_pipeline.tracking.redaction import Strategy
 
 
-class EventTrackingResource(dg.ConfigurableResource):
+class EventTrackingResource(dg.ConfigurableResource["EventTrackingResource"]):
     """Sends product and pipeline events through the facade; flushes when a step ends.
 
     Every field left unset comes from the environment (docs/EVENT_TRACKING.md). The PostHog API
@@ -46,16 +48,15 @@ class EventTrackingResource(dg.ConfigurableResource):
     def config(self) -> TrackingConfig:
         """The facade's settings: these fields where set, the environment for the rest."""
         base = TrackingConfig.from_env()
-        overrides: dict[str, object] = {}
-        if self.environment:
-            overrides["environment"] = self.environment
-        if self.host:
-            overrides["host"] = self.host
-        if self.outbox_path:
-            overrides["outbox_path"] = Path(self.outbox_path)
-        if self.redaction:
-            overrides["redaction"] = replace(base.redaction, strategy=self.redaction)
-        return replace(base, **overrides)
+        # Not checked here: RedactionPolicy refuses an unknown strategy, naming it.
+        strategy = cast(Strategy, self.redaction) if self.redaction else None
+        return replace(
+            base,
+            environment=self.environment or base.environment,
+            host=self.host or base.host,
+            outbox_path=Path(self.outbox_path) if self.outbox_path else base.outbox_path,
+            redaction=replace(base.redaction, strategy=strategy) if strategy else base.redaction,
+        )
 
     @property
     def tracker(self) -> EventTracker:
@@ -68,4 +69,5 @@ class EventTrackingResource(dg.ConfigurableResource):
         return self.tracker.flush(self.step_flush_timeout_seconds)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Flush when the step's resources are torn down (see `flush`)."""
         self.flush()

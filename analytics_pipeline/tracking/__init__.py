@@ -17,20 +17,27 @@ if TYPE_CHECKING:
     from analytics_pipeline.errors import EventContractError
     from analytics_pipeline.tracking.config import TrackingConfig
     from analytics_pipeline.tracking.events import EVENTS, EventSpec
+    from analytics_pipeline.tracking.facade import TrackingFacade
     from analytics_pipeline.tracking.redaction import RedactionPolicy
-    from analytics_pipeline.tracking.tracker import EventTracker, TrackerStats
+    from analytics_pipeline.tracking.sink import Delivery, Outcome, Sink
+    from analytics_pipeline.tracking.stats import TrackerStats
+    from analytics_pipeline.tracking.tracker import EventTracker
 
 # Imported on first use (PEP 562), so that the sender child process, which imports only
-# tracking.message and tracking.posthog_sink, does not pay for the facade (and SQLAlchemy,
-# through settings) at start-up.
+# tracking.message, .sink, .sender_child and .posthog_sink, does not pay for the facade (and
+# SQLAlchemy, through settings) at start-up.
 _EXPORTS = {
+    "Delivery": "analytics_pipeline.tracking.sink",
     "EVENTS": "analytics_pipeline.tracking.events",
     "EventContractError": "analytics_pipeline.errors",
     "EventSpec": "analytics_pipeline.tracking.events",
     "EventTracker": "analytics_pipeline.tracking.tracker",
+    "Outcome": "analytics_pipeline.tracking.sink",
     "RedactionPolicy": "analytics_pipeline.tracking.redaction",
-    "TrackerStats": "analytics_pipeline.tracking.tracker",
+    "Sink": "analytics_pipeline.tracking.sink",
+    "TrackerStats": "analytics_pipeline.tracking.stats",
     "TrackingConfig": "analytics_pipeline.tracking.config",
+    "TrackingFacade": "analytics_pipeline.tracking.facade",
 }
 
 
@@ -45,12 +52,16 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "EVENTS",
+    "Delivery",
     "EventContractError",
     "EventSpec",
     "EventTracker",
+    "Outcome",
     "RedactionPolicy",
+    "Sink",
     "TrackerStats",
     "TrackingConfig",
+    "TrackingFacade",
     "get_tracker",
 ]
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from analytics_pipeline.errors import ConfigurationError
-from analytics_pipeline.settings import HOME_ENV
+from analytics_pipeline.settings import HOME_ENV, tracking_environ
 from analytics_pipeline.tracking.redaction import STRATEGIES, RedactionPolicy
 
 API_KEY_ENV = "POSTHOG_API_KEY"
@@ -101,7 +100,7 @@ class TrackingConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> TrackingConfig:
-        env = os.environ if env is None else env
+        env = tracking_environ() if env is None else env
         home = Path(env.get(HOME_ENV) or ".analytics_pipeline")
         strategy = env.get(REDACTION_ENV) or "mask"
         if strategy not in STRATEGIES:
@@ -113,7 +112,7 @@ class TrackingConfig:
             "host": env.get(HOST_ENV) or DEFAULT_HOST,
             "environment": env.get(ENVIRONMENT_ENV) or "development",
             "outbox_path": Path(env.get(OUTBOX_ENV) or home / "event_outbox.sqlite3"),
-            "redaction": RedactionPolicy(strategy=strategy, salt=env.get(SALT_ENV, "")),  # type: ignore[arg-type]
+            "redaction": RedactionPolicy(strategy=strategy, salt=env.get(SALT_ENV, "")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

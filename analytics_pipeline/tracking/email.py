@@ -7,11 +7,11 @@ a type error at the call site, not a malformed event in PostHog.
 
 from __future__ import annotations
 
-from analytics_pipeline.tracking.tracker import EventTracker
+from analytics_pipeline.tracking.facade import TrackingFacade
 
 
 def _email_event(
-    tracker: EventTracker,
+    tracker: TrackingFacade,
     event: str,
     user_id: str,
     tenant_id: str,
@@ -24,7 +24,7 @@ def _email_event(
 
 
 def track_email_sent(
-    tracker: EventTracker,
+    tracker: TrackingFacade,
     *,
     user_id: str,
     tenant_id: str,
@@ -49,7 +49,7 @@ def track_email_sent(
 
 
 def track_email_delivered(
-    tracker: EventTracker,
+    tracker: TrackingFacade,
     *,
     user_id: str,
     tenant_id: str,
@@ -70,7 +70,7 @@ def track_email_delivered(
 
 
 def track_email_opened(
-    tracker: EventTracker,
+    tracker: TrackingFacade,
     *,
     user_id: str,
     tenant_id: str,
@@ -91,7 +91,7 @@ def track_email_opened(
 
 
 def track_email_clicked(
-    tracker: EventTracker,
+    tracker: TrackingFacade,
     *,
     user_id: str,
     tenant_id: str,
@@ -114,7 +114,7 @@ def track_email_clicked(
 
 
 def track_email_bounced(
-    tracker: EventTracker,
+    tracker: TrackingFacade,
     *,
     user_id: str,
     tenant_id: str,
@@ -137,7 +137,7 @@ def track_email_bounced(
 
 
 def track_email_replied(
-    tracker: EventTracker,
+    tracker: TrackingFacade,
     *,
     user_id: str,
     tenant_id: str,

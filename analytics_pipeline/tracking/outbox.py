@@ -4,6 +4,11 @@ A SQLite file (no server to run, safe for several processes on one machine). Row
 batch fails, when a flush or shutdown runs out of time, or when the in-memory buffer overflows
 while the vendor is down; a row is deleted as soon as the vendor accepts it. It is not an event
 log: a healthy process never writes to it.
+
+Its times are epoch seconds (`time.time()`), the only wall clock tracking times itself by (an
+event's own timestamp is for the vendor): the retry schedule is shared by the processes using
+the file and outlives each of them, which a monotonic clock cannot be. The worker turns it into
+a deadline on its own monotonic clock (`due_in`).
 """
 
 from __future__ import annotations
@@ -146,8 +151,19 @@ class Outbox:
             ).fetchall()
 
     def count(self) -> int:
+        """Undelivered events (all processes sharing the file)."""
         with self._lock:
-            return self._conn.execute("SELECT count(*) FROM undelivered").fetchone()[0]
+            n: int = self._conn.execute("SELECT count(*) FROM undelivered").fetchone()[0]
+        return n
+
+    def not_due(self, *, now: float | None = None) -> int:
+        """Rows waiting out their backoff (or leased to a sender) at `now`."""
+        now = time.time() if now is None else now
+        with self._lock:
+            n: int = self._conn.execute(
+                "SELECT count(*) FROM undelivered WHERE next_attempt_at > ?", (now,)
+            ).fetchone()[0]
+        return n
 
     def summary(self) -> tuple[int, float | None, str | None]:
         """(rows, when the oldest first failed, the latest error) for operators."""
@@ -163,7 +179,19 @@ class Outbox:
     def next_due(self) -> float | None:
         """When the earliest row becomes due (epoch seconds), or None if the outbox is empty."""
         with self._lock:
-            return self._conn.execute("SELECT min(next_attempt_at) FROM undelivered").fetchone()[0]
+            due: float | None = self._conn.execute(
+                "SELECT min(next_attempt_at) FROM undelivered"
+            ).fetchone()[0]
+        return due
+
+    def due_in(self) -> float | None:
+        """Seconds until the earliest row is due (0 if one is due now), None if empty.
+
+        The schedule is wall-clock time because it is shared with other processes and outlives
+        this one; a caller timing itself turns this into a deadline on its own clock.
+        """
+        due = self.next_due()
+        return None if due is None else max(0.0, due - time.time())
 
     def forget(self, pattern: str) -> int:
         """Delete every stored event (undelivered or rejected) whose payload matches `pattern`.

@@ -1,4 +1,4 @@
-"""Runs the vendor sink in a child process, so its work never competes with callers for the GIL.
+"""Runs a vendor sink in a child process, so its work never competes with callers for the GIL.
 
 Why a process: the SDK's per-event enrichment, JSON encoding, gzip and HTTP stack are long
 stretches of Python. In the caller's interpreter they hold the GIL while a request thread wants
@@ -6,15 +6,19 @@ to run track(): measured here, that alone put track()'s p99 at 140-430 us (targe
 In a child they run on the other core; the parent's worker only writes one JSON line per batch
 to a pipe and reads one line back.
 
+Vendor-neutral: the child's command (its vendor module's entry point, which calls
+sender_child.serve) and the settings it builds its sink from are given by the wiring
+(tracking/tracker.py).
+
 Protocol (one JSON object per line): the child first says {"ready": true} once it has imported
-the SDK (sender_child.py, which imports nothing else of the pipeline); the parent waits for that
-up to STARTUP_TIMEOUT_SECONDS, outside any batch's budget, so a slow start on a busy machine
-never makes a batch "unknown". Then the parent writes {"id", "budget", "batch": [message...]};
-the child answers {"id", "accepted": [uuid...], "failed": [uuid...], "error"}. An answer that
-does not come within the budget makes the batch "unknown" for the parent (kept in the outbox and
-sent again later; PostHog drops the duplicate by uuid) and the child is replaced, so no batch
-queues behind a hung request. The child exits when its stdin closes (the parent exited, even by
-SIGKILL).
+its vendor module (which imports nothing else of the pipeline); the parent waits for that up to
+STARTUP_TIMEOUT_SECONDS, outside any batch's budget, so a slow start on a busy machine never
+makes a batch "unknown". Then the parent writes {"id", "budget", "batch": [message...]}; the
+child answers {"id", "accepted": [uuid...], "retry": [uuid...], "rejected": [uuid...],
+"reason"}, each event's outcome as the vendor answered it. An answer that does not come within
+the budget makes the batch "retry" for the parent (kept in the outbox and sent again later; the
+vendor drops the duplicate by uuid) and the child is replaced, so no batch queues behind a hung
+child. The child exits when its stdin closes (the parent exited, even by SIGKILL).
 """
 
 from __future__ import annotations
@@ -24,38 +28,32 @@ import json
 import os
 import select
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 
-from analytics_pipeline.tracking.config import TrackingConfig
 from analytics_pipeline.tracking.message import Message
-from analytics_pipeline.tracking.posthog_sink import Delivery
 from analytics_pipeline.tracking.sender_child import CONFIG_ENV
+from analytics_pipeline.tracking.sink import Delivery, Outcome
 
 # The child's start-up (Python, the SDK's imports) took 0.5 s idle and 21 s beside six
 # CPU-bound processes: wait that long and more for its "ready", then count it as failed.
 STARTUP_TIMEOUT_SECONDS = 120.0
-# Not `-m`: with -m, runpy would import the module a second time as __main__.
-SENDER_COMMAND = [
-    sys.executable,
-    "-c",
-    "from analytics_pipeline.tracking.sender_child import main; main()",
-]
 
 
 class ProcessSink:
-    """A Sink whose deliveries happen in a child process running PostHogSink."""
+    """A Sink whose deliveries happen in a child process running `command`.
 
-    def __init__(self, config: TrackingConfig) -> None:
-        self._settings = json.dumps(
-            {
-                "api_key": config.api_key,
-                "host": config.host,
-                "request_timeout": config.request_timeout,
-                "batch_size": config.flush_at,
-            }
-        )
+    command: argv of the child (a vendor module's entry point calling sender_child.serve).
+    settings: what the child builds its sink from; passed in its environment, not argv (argv
+        is world-readable in ps, and the settings hold the API key).
+    name: the vendor, as log lines name it.
+    """
+
+    def __init__(self, command: Sequence[str], settings: Mapping[str, object], name: str) -> None:
+        self.name = name
+        self._command = list(command)
+        self._settings = json.dumps(dict(settings))
         self._child: subprocess.Popen[bytes] | None = None
         self._ready = False
         # Set once the current child said "ready", or failed to: what a flush waits for.
@@ -71,7 +69,7 @@ class ProcessSink:
         self._ready = False
         self._settled.clear()
         self._child = subprocess.Popen(
-            SENDER_COMMAND,
+            self._command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -84,17 +82,18 @@ class ProcessSink:
     def deliver(self, batch: list[Message], budget_seconds: float) -> Delivery:
         if self._closed:
             # A worker still finishing after shutdown must not start a child nobody stops.
-            return Delivery(failed=list(batch), error="the tracker is shut down")
+            return Delivery.retry_all(batch, "the tracker is shut down")
         if self._child is None or self._child.poll() is not None:
             self._spawn()
         child = self._child
-        assert child is not None and child.stdin is not None and child.stdout is not None
+        if child is None or child.stdin is None:
+            return Delivery.retry_all(batch, "sender process unavailable")
         if not self._ready:
             problem = self._wait_ready(child)
             self._settled.set()
             if problem:
                 self._kill()
-                return Delivery(failed=list(batch), error=problem)
+                return Delivery.retry_all(batch, problem)
         # The budget starts now that the child is listening.
         deadline = time.monotonic() + budget_seconds
         self._next_id += 1
@@ -110,32 +109,36 @@ class ProcessSink:
             child.stdin.flush()
         except OSError as exc:
             self._kill()
-            return Delivery(failed=list(batch), error=f"sender process unavailable: {exc}")
+            return Delivery.retry_all(batch, f"sender process unavailable: {exc}")
         while True:
             answer = self._read_line(child, deadline)
             if answer is None:
                 died = child.poll() is not None
                 self._kill()
                 if died:
-                    return Delivery(failed=list(batch), error="sender process exited")
-                return Delivery(failed=list(batch), error=f"no answer within {budget_seconds:.1f}s")
+                    return Delivery.retry_all(batch, "sender process exited")
+                return Delivery.retry_all(batch, f"no answer within {budget_seconds:.1f}s")
             reply = json.loads(answer)
             if reply["id"] != request_id:
                 continue  # cannot happen with one request in flight; never misattribute
-            failed, rejected = set(reply["failed"]), set(reply["rejected"])
-            return Delivery(
-                accepted=[m.uuid for m in batch if m.uuid not in failed | rejected],
-                failed=[m for m in batch if m.uuid in failed],
-                rejected=[m for m in batch if m.uuid in rejected],
-                error=reply["error"],
-            )
+            outcomes = dict.fromkeys(reply["accepted"], Outcome.ACCEPTED)
+            outcomes.update(dict.fromkeys(reply["retry"], Outcome.RETRY))
+            outcomes.update(dict.fromkeys(reply["rejected"], Outcome.REJECTED))
+            return Delivery.of(batch, outcomes, reply["reason"])
 
-    def wait_started(self, timeout: float) -> None:
-        """Wait (at most `timeout`) until the child is ready, or has failed to start; returns
-        at once when it is already running. Called by a flush, whose budget is for delivering,
-        not for the child's start-up."""
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None before it starts or after close): for
+        operators and tests checking that it never outlives its parent."""
+        child = self._child
+        return child.pid if child is not None else None
+
+    def wait_ready(self) -> None:
+        """Wait (at most STARTUP_TIMEOUT_SECONDS) until the child is ready, or has failed to
+        start; returns at once when it is already running. Called by a flush, whose budget is
+        for delivering, not for the child's start-up."""
         if not self._ready and not self._closed:
-            self._settled.wait(timeout)
+            self._settled.wait(STARTUP_TIMEOUT_SECONDS)
 
     def _wait_ready(self, child: subprocess.Popen[bytes]) -> str | None:
         """Wait for the child's "ready"; the problem if it did not come, else None."""
@@ -152,7 +155,9 @@ class ProcessSink:
         return None
 
     def _read_line(self, child: subprocess.Popen[bytes], deadline: float) -> bytes | None:
-        fd = child.stdout.fileno()  # type: ignore[union-attr]
+        if child.stdout is None:  # not so: spawned with stdout=PIPE; typed as optional
+            return None
+        fd = child.stdout.fileno()
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -176,14 +181,15 @@ class ProcessSink:
     def close(self, budget_seconds: float) -> None:
         """Close the child's stdin (it finishes its batch and exits); kill it after the budget.
 
-        Killing is safe: a batch the child still held was stored in the outbox by the tracker.
+        Killing is safe: a batch the child still held was stored in the outbox by the worker.
         """
         self._closed = True
         child, self._child = self._child, None
         if child is None:
             return
-        with contextlib.suppress(OSError):
-            child.stdin.close()  # type: ignore[union-attr]
+        if child.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.close()
         try:
             child.wait(timeout=max(0.0, budget_seconds))
         except subprocess.TimeoutExpired:
