@@ -9,8 +9,8 @@ Definitions itself (the demo) calls `build_definitions` with settings it resolve
 from __future__ import annotations
 
 from analytics_pipeline.settings import Settings
-from analytics_pipeline.wiring import build_definitions, refresh_analytics_job, rollup_assets
+from analytics_pipeline.wiring import build_definitions, refresh_analytics_job
 
 defs = build_definitions(Settings.from_env())
 
-__all__ = ["build_definitions", "defs", "refresh_analytics_job", "rollup_assets"]
+__all__ = ["build_definitions", "defs", "refresh_analytics_job"]

@@ -10,10 +10,10 @@ The rule (docs/OPERATIONS.md): the first date partition is
    partitions); moving it later would hide history that is already materialized;
 3. else 2024-01-01.
 
-The date dimension is defined when `analytics_pipeline.partitions` is imported (the assets carry
-it), so a new record takes effect in the processes started after it (`dev` writes it before it
-starts Dagster; `demo` and `generate` before they import the pipeline). The variable is read
-through the settings registry, like every other.
+The date dimension is resolved when the Definitions are built (`wiring.build_definitions`), so
+a new record takes effect in the Definitions built after it (`dev` writes it before it starts
+Dagster; `demo` and `generate` before they build theirs). The variable is read through the
+settings registry, like every other.
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ def recorded_start() -> dt.date | None:
         ) from None
 
 
-def partitions_start() -> dt.date:
-    """The first day of the date dimension, by the rule above."""
-    return PARTITIONS_START.read() or recorded_start() or DEFAULT_START_DATE
+def partitions_start(configured: dt.date | None = None) -> dt.date:
+    """The first day of the date dimension, by the rule above (`configured`: the variable's
+    value as the Settings already resolved it; else it is read here)."""
+    return configured or PARTITIONS_START.read() or recorded_start() or DEFAULT_START_DATE
 
 
 def record_partitions_start(first_day: dt.date) -> dt.date:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from analytics_pipeline.errors import ConfigurationError, InvalidPartitionKeyError
-from analytics_pipeline.history import START_DATE_ENV, partitions_start
+from analytics_pipeline.history import DEFAULT_START_DATE, START_DATE_ENV, partitions_start
 
 TENANT_DIMENSION = "tenant"
 DATE_DIMENSION = "date"
@@ -86,15 +86,32 @@ tenant_partitions = dg.DynamicPartitionsDefinition(name=TENANTS_PARTITIONS_NAME)
 OFFBOARDED_PARTITIONS_NAME = "offboarded_tenants"
 offboarded_tenants = dg.DynamicPartitionsDefinition(name=OFFBOARDED_PARTITIONS_NAME)
 
-# It starts where the data starts (analytics_pipeline/history.py); end_offset=1 makes today's
-# partition exist, so the current day can be refreshed during the day.
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=partitions_start().isoformat(), timezone="UTC", end_offset=1
-)
 
-tenant_daily_partitions = dg.MultiPartitionsDefinition(
-    {TENANT_DIMENSION: tenant_partitions, DATE_DIMENSION: daily_partitions}
-)
+def daily_partitions(start: dt.date) -> dg.DailyPartitionsDefinition:
+    """UTC days from `start` (where the data starts: analytics_pipeline/history.py) to today.
+
+    end_offset=1 makes today's partition exist, so the current day can be refreshed during it.
+    """
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", end_offset=1)
+
+
+def tenant_daily_partitions(start: dt.date | None = None) -> dg.MultiPartitionsDefinition:
+    """The (tenant, date) partitions, dates from `start` (None: the start in force now).
+
+    A function, not a module constant: the start is resolved when the Definitions are built
+    (history.partitions_start), never when this module is imported.
+    """
+    return dg.MultiPartitionsDefinition(
+        {
+            TENANT_DIMENSION: tenant_partitions,
+            DATE_DIMENSION: daily_partitions(start or partitions_start()),
+        }
+    )
+
+
+# The shape of a (tenant, date) key (Dagster orders the dimensions by name), whatever day the
+# dates start on: for splitting keys, never for listing partitions.
+KEY_SHAPE = tenant_daily_partitions(DEFAULT_START_DATE)
 
 
 @dataclass(frozen=True, order=True)
@@ -116,7 +133,7 @@ def parse_partition_key(key: str | dg.MultiPartitionKey) -> TenantDay:
     dims = (
         key.keys_by_dimension
         if isinstance(key, dg.MultiPartitionKey)
-        else tenant_daily_partitions.get_partition_key_from_str(key).keys_by_dimension
+        else KEY_SHAPE.get_partition_key_from_str(key).keys_by_dimension
     )
     tenant = validate_tenant_id(dims[TENANT_DIMENSION], fix=FIX_PARTITION_KEY)
     try:

@@ -24,13 +24,13 @@ from analytics_pipeline.automation.sensors import (
 )
 from analytics_pipeline.deployment.executor import resolve_executor
 from analytics_pipeline.governance.retention import enforce_retention, retention_schedule
+from analytics_pipeline.history import partitions_start
 from analytics_pipeline.names import REFRESH_JOB
+from analytics_pipeline.partitions import tenant_daily_partitions
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.settings import OLTP_URL_ENV, Settings
-
-rollup_assets = [build_rollup_asset(r) for r in REGISTRY]
 
 refresh_analytics_job = dg.define_asset_job(
     name=REFRESH_JOB,
@@ -78,6 +78,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """The project's Definitions for `settings` (sensor and schedule tuning, executor, code
     links, which variable holds the OLAP URL)."""
     automation = settings.automation
+    # Resolved here, once: every asset and sensor shares one date dimension.
+    first_day = partitions_start(settings.partitions_start)
+    partitions = tenant_daily_partitions(first_day)
+    rollup_assets = [build_rollup_asset(r, partitions) for r in REGISTRY]
     return dg.Definitions(
         assets=_with_code_links(
             [dg.AssetsDefinition(specs=source_specs), *rollup_assets], settings
@@ -85,8 +89,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[refresh_analytics_job, enforce_retention],
         schedules=[*build_refresh_schedules(automation), retention_schedule],
         sensors=[
-            build_tenant_sensor(automation),
-            build_late_data_sensor(automation),
+            build_tenant_sensor(automation, first_day),
+            build_late_data_sensor(automation, first_day),
             run_failure_sensor,
             build_source_observation_sensor(automation),
         ],

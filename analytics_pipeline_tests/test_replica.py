@@ -165,7 +165,7 @@ def test_late_data_sensor_uses_the_replay_position_not_the_standby_clock(loaded)
         assert requested, resumed.run_requests
         for request in requested:
             partitions = parse_partition_keys(
-                tenant_daily_partitions.get_partition_keys_in_range(
+                tenant_daily_partitions().get_partition_keys_in_range(
                     dg.PartitionKeyRange(
                         request.tags["dagster/asset_partition_range_start"],
                         request.tags["dagster/asset_partition_range_end"],

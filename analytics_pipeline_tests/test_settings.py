@@ -365,3 +365,61 @@ def test_dagster_definitions_validate_names_the_bad_setting(databases, tmp_path)
     assert done.returncode != 0, output
     assert "ANALYTICS_TENANTS_PER_RUN='two hundred'" in output, output
     assert "a whole number >= 1" in output
+
+
+# Imports every module of the package with bad values set, then builds the Definitions twice.
+_IMPORT_THEN_BUILD = """
+import datetime as dt, importlib, json, os, pkgutil, sys
+import analytics_pipeline
+names = sorted(
+    m.name for m in pkgutil.walk_packages(analytics_pipeline.__path__, "analytics_pipeline.")
+    if m.name not in {"analytics_pipeline.definitions", "analytics_pipeline.cli.__main__"}
+)
+for name in names:
+    importlib.import_module(name)
+from analytics_pipeline.settings import Settings
+from analytics_pipeline.wiring import build_definitions
+try:
+    build_definitions(Settings.from_env())
+    refused = ""
+except Exception as exc:
+    refused = type(exc).__name__ + ": " + str(exc)
+os.environ.pop("ANALYTICS_TENANTS_PER_RUN")
+os.environ["ANALYTICS_PARTITIONS_START"] = "2025-03-04"
+defs = build_definitions(Settings.from_env())
+olap = [k for k in defs.resolve_all_asset_keys() if k.path[0] == "analytics"]
+starts = {
+    k.to_user_string(): defs.resolve_assets_def(k)
+    .partitions_def.get_partitions_def_for_dimension("date")
+    .start.date()
+    .isoformat()
+    for k in olap
+}
+print(json.dumps({"modules": len(names), "refused": refused, "starts": starts}))
+"""
+
+
+def test_importing_reads_no_setting_and_building_reads_them_all(tmp_path):
+    """Settings are resolved when the Definitions are built, never at import (issue: structure):
+    with a bad start date and a bad count set, every module of the package imports; building
+    refuses them; with a good start date, every OLAP asset's date dimension starts there."""
+    env = {k: v for k, v in os.environ.items() if k not in {v.name for v in VARIABLES}}
+    env |= {
+        "ANALYTICS_PIPELINE_HOME": str(tmp_path),
+        "ANALYTICS_PARTITIONS_START": "the first of March",
+        "ANALYTICS_TENANTS_PER_RUN": "two hundred",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_THEN_BUILD],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["modules"] > 50
+    assert outcome["refused"].startswith("ConfigurationError: ANALYTICS_PARTITIONS_START")
+    assert "'the first of March'" in outcome["refused"]
+    assert outcome["starts"] and set(outcome["starts"].values()) == {"2025-03-04"}

@@ -14,14 +14,15 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from analytics_pipeline.assets.rollups import build_rollup_asset
 from analytics_pipeline.automation.sensors import run_failure_sensor
-from analytics_pipeline.definitions import rollup_assets
 from analytics_pipeline.partitions import TenantDay
 from analytics_pipeline.resources.tracking import EventTrackingResource
+from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.telemetry import SYSTEM_ID
 from analytics_pipeline_tests.fake_posthog import FakePostHog
 
-CAMPAIGN = next(a for a in rollup_assets if a.key.path[-1] == "campaign_analytics")
+CAMPAIGN = build_rollup_asset(CAMPAIGN_ANALYTICS)
 DAY = TenantDay("tenant-002", dt.date(2026, 3, 20))
 
 

@@ -346,7 +346,7 @@ class Bench:
             params: dict = {"assetSelection": [{"path": ["analytics", CAMPAIGN]}]}
             if s.ui_partition_names:
                 # What the launch dialog sends when All is picked in both boxes: every key.
-                keys = tenant_daily_partitions.get_partition_keys(
+                keys = tenant_daily_partitions().get_partition_keys(
                     dynamic_partitions_store=fresh.instance
                 )
                 params |= {"partitionNames": list(keys), "fromFailure": False}
@@ -459,7 +459,7 @@ class Bench:
             return assets
         position = {t: i for i, t in enumerate(self.scale.tenants)}
         first, last = (
-            tenant_daily_partitions.get_partition_key_from_str(tags[k]).keys_by_dimension
+            tenant_daily_partitions().get_partition_key_from_str(tags[k]).keys_by_dimension
             for k in (RANGE_START_TAG, RANGE_END_TAG)
         )
         tenants = position[last[TENANT_DIMENSION]] - position[first[TENANT_DIMENSION]] + 1

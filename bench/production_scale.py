@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from _scale_report import details, median, table
 
     from analytics_pipeline.demo.generator import DemoSize
+    from analytics_pipeline.history import partitions_start
     from analytics_pipeline.partitions import daily_partitions
 
     size = DemoSize(
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     oltp_url = load_oltp(size)
     os.environ["OLTP_DATABASE_URL"] = oltp_url
     os.environ.pop("OLAP_DATABASE_URL", None)
-    date_keys = len(daily_partitions.get_partition_keys())
+    date_keys = len(daily_partitions(partitions_start()).get_partition_keys())
     if date_keys != args.days:
         print(f"warning: the date dimension has {date_keys} days, not {args.days} (midnight?)")
     project = (ROOT / "dagster.yaml").read_text()

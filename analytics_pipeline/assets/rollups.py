@@ -74,23 +74,28 @@ def check_specs(rollup: Rollup) -> list[dg.AssetCheckSpec]:
     return specs
 
 
-def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
-    """The asset that keeps `analytics.<table>` equal to its SELECT over OLTP, per partition."""
+def build_rollup_asset(
+    rollup: Rollup, partitions_def: dg.MultiPartitionsDefinition | None = None
+) -> dg.AssetsDefinition:
+    """The asset that keeps `analytics.<table>` equal to its SELECT over OLTP, per partition.
+
+    `partitions_def`: the (tenant, date) partitions (default: dates from the start in force now).
+    """
     # BackfillPolicy is marked beta in Dagster 1.13 but is the documented way to make a backfill
     # one run; we pin Dagster, so the warning tells users nothing they can act on.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
-        return _build(rollup)
+        return _build(rollup, partitions_def or tenant_daily_partitions())
 
 
-def _build(rollup: Rollup) -> dg.AssetsDefinition:
+def _build(rollup: Rollup, partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     specs = check_specs(rollup)
 
     @dg.asset(
         key=rollup_key(rollup),
         description=rollup.description,
         group_name=rollup.group,
-        partitions_def=tenant_daily_partitions,
+        partitions_def=partitions_def,
         # A backfill of many partitions becomes one run computing them all in one statement.
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[source_key(t) for t in rollup.sources],

@@ -20,11 +20,11 @@ from analytics_pipeline.automation.changes import (
     feeds,
 )
 from analytics_pipeline.automation.planning import PlannedRun, plan_runs
+from analytics_pipeline.history import partitions_start
 from analytics_pipeline.partitions import (
     OFFBOARDED_PARTITIONS_NAME,
     TENANTS_PARTITIONS_NAME,
     TenantDay,
-    daily_partitions,
     offboarded_tenants,
     split_tenant_ids,
     tenant_partitions,
@@ -78,13 +78,16 @@ class ReportedIds:
         return json.dumps({"reported_invalid_sha256": list(self._digests)})
 
 
-def _first_day() -> dt.date:
-    return daily_partitions.start.date()
+def build_tenant_sensor(
+    automation: AutomationSettings, first_day: dt.date | None = None
+) -> dg.SensorDefinition:
+    """The tenant sensor, registering at most `automation.new_tenants_per_tick` a tick.
 
-
-def build_tenant_sensor(automation: AutomationSettings) -> dg.SensorDefinition:
-    """The tenant sensor, registering at most `automation.new_tenants_per_tick` a tick."""
+    A new tenant's initial build starts at its creation day, or at `first_day` (the date
+    dimension's start, default: the start in force when the sensor is built) if that is later.
+    """
     per_tick = automation.new_tenants_per_tick
+    start = first_day or partitions_start()
 
     @dg.sensor(
         name="tenant_sensor",
@@ -120,7 +123,7 @@ def build_tenant_sensor(automation: AutomationSettings) -> dg.SensorDefinition:
         for tenant_id, why in invalid.items():
             if reported.add(tenant_id):
                 context.log.warning(why)
-        new = [(t, max(created[t].astimezone(dt.UTC).date(), _first_day())) for t in valid]
+        new = [(t, max(created[t].astimezone(dt.UTC).date(), start)) for t in valid]
         batch = new[:per_tick]
         runs = [
             PlannedRun(ALL_ROLLUPS, TenantDay(t, min(start, today)), TenantDay(t, today)).request(
@@ -169,9 +172,14 @@ def offboarding_requests(
     return requests
 
 
-def build_late_data_sensor(automation: AutomationSettings) -> dg.SensorDefinition:
+def build_late_data_sensor(
+    automation: AutomationSettings, first_day: dt.date | None = None
+) -> dg.SensorDefinition:
     """The late-data sensor: its watermark trails the database clock by
-    `automation.late_data_lag_seconds`; at most `automation.late_data_max_runs` runs a tick."""
+    `automation.late_data_lag_seconds`; at most `automation.late_data_max_runs` runs a tick.
+    Changes before `first_day` (the date dimension's start, as in the tenant sensor) have no
+    partition to refresh."""
+    start = first_day or partitions_start()
     lag = dt.timedelta(seconds=automation.late_data_lag_seconds)
     max_runs = automation.late_data_max_runs
 
@@ -215,7 +223,7 @@ def build_late_data_sensor(automation: AutomationSettings) -> dg.SensorDefinitio
         runs = plan_runs(
             affected,
             list(context.instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)),
-            first_day=_first_day(),
+            first_day=start,
             last_day=upto.astimezone(dt.UTC).date(),
             max_runs=max_runs,
             exclude=set(context.instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME)),

@@ -12,9 +12,9 @@ import re
 
 import sqlalchemy as sa
 
-from analytics_pipeline.partitions import DATE_DIMENSION, TENANT_DIMENSION, tenant_daily_partitions
+from analytics_pipeline.partitions import DATE_DIMENSION, KEY_SHAPE, TENANT_DIMENSION
 
-_KEY_DIMENSIONS = [d.name for d in tenant_daily_partitions.partitions_defs]
+_KEY_DIMENSIONS = [d.name for d in KEY_SHAPE.partitions_defs]
 TENANT_PART = _KEY_DIMENSIONS.index(TENANT_DIMENSION) + 1  # split_part is 1-based
 DATE_PART = _KEY_DIMENSIONS.index(DATE_DIMENSION) + 1
 
