@@ -25,8 +25,6 @@ os.environ.setdefault("ANALYTICS_PARTITIONS_START", "2024-01-01")
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline_tests.dev_server import (
-    ASSET_NODES,
-    DEV_DAYS,
     DEV_DEMO,
     LATE_ASSET,
     DevServer,
@@ -34,7 +32,6 @@ from analytics_pipeline_tests.dev_server import (
 from analytics_pipeline_tests.fake_posthog import FakePostHog
 from analytics_pipeline_tests.testbed import (
     ROOT,
-    TEST_SIZE,
     Databases,
     cli_env,
     make_olap,
@@ -42,11 +39,6 @@ from analytics_pipeline_tests.testbed import (
     run_cli,
     truncate_olap,
 )
-
-# Test modules import these from testbed.py and dev_server.py; the names stay importable from
-# here only for the modules that still do (test_dagster, test_dev_command,
-# test_instance_storage), until they change.
-__all__ = ["ASSET_NODES", "DEV_DAYS", "TEST_SIZE", "Databases", "DevServer", "truncate_olap"]
 
 
 @pytest.fixture(scope="session")

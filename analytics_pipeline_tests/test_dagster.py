@@ -30,7 +30,7 @@ from analytics_pipeline.rollups.schema import metadata as olap_metadata
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.warehouse.migrate import upgrade
-from analytics_pipeline_tests.conftest import TEST_SIZE
+from analytics_pipeline_tests.testbed import TEST_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = dg.AssetKey(["analytics", "campaign_analytics"])

@@ -21,7 +21,7 @@ from analytics_pipeline.instance.partition_metadata import add_partition_metadat
 from analytics_pipeline.instance.serialization import serialize_batch
 from analytics_pipeline.instance.storage import EVENT_BATCH_SIZE_ENV
 from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
-from analytics_pipeline_tests.conftest import TEST_SIZE, Databases, truncate_olap
+from analytics_pipeline_tests.testbed import TEST_SIZE, Databases, truncate_olap
 
 ROOT = Path(__file__).resolve().parents[1]
 STOCK = """
