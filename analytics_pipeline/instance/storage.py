@@ -42,6 +42,7 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine
 
+from analytics_pipeline.instance.concurrency import SafePoolInitialization
 from analytics_pipeline.instance.database import instance_database_url
 from analytics_pipeline.instance.serialization import serialize_batch
 
@@ -101,8 +102,11 @@ def _bulk_type(event: EventLogEntry) -> DagsterEventType | None:
     return kind if kind in _BULK and event.get_dagster_event().asset_key else None
 
 
-class PooledPostgresEventLogStorage(_ProjectDatabase, PostgresEventLogStorage):
-    """PostgresEventLogStorage with a connection pool and bulk writes of asset events."""
+class PooledPostgresEventLogStorage(
+    SafePoolInitialization, _ProjectDatabase, PostgresEventLogStorage
+):
+    """PostgresEventLogStorage with a connection pool, bulk writes of asset events and a pool's
+    first claim safe under concurrent runs (instance/concurrency.py)."""
 
     def __init__(
         self, *args: Any, event_batch_size: int = DEFAULT_EVENT_BATCH_SIZE, **kwargs: Any
