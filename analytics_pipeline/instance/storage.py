@@ -146,7 +146,8 @@ class PooledPostgresEventLogStorage(_ProjectDatabase, PostgresEventLogStorage):
         """
         serialized = serialize_batch(events)
         keys: dict[dg.AssetKey, str] = {}  # AssetKey.to_string() is a json.dumps: once per key
-        stamps = [self._event_insert_timestamp(event) for event in events]
+        # dagster-postgres leaves this helper unannotated (it returns a naive UTC datetime).
+        stamps = [self._event_insert_timestamp(event) for event in events]  # type: ignore[no-untyped-call]
         rows = [
             self._row(event, text, stamp, keys)
             for event, text, stamp in zip(events, serialized, stamps, strict=True)
@@ -196,7 +197,7 @@ class PooledPostgresEventLogStorage(_ProjectDatabase, PostgresEventLogStorage):
     ) -> list[dict[str, Any]]:
         """The rows `SqlEventLogStorage._store_asset_event_tags` inserts for these events."""
         indexed: dict[frozenset[str], set[str]] = {}  # which tag keys Dagster indexes, per set
-        rows = []
+        rows: list[dict[str, Any]] = []
         for event, event_id, stamp in zip(events, event_ids, stamps, strict=True):
             dagster_event = event.get_dagster_event()
             if dagster_event.is_step_materialization:
