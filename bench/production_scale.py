@@ -28,6 +28,8 @@ with stock storage.
     .venv/bin/python -u bench/production_scale.py --full-rebuild       # plus (3)
     .venv/bin/python -u bench/production_scale.py --tenants 20 --days 60 --range-days 10 \\
         --repeat 1                                                      # a quick run
+    .venv/bin/python -u bench/production_scale.py --paths range --storages project
+                                                      # the project's storage only (no baseline)
 
 The OLTP database (ap_bench_scale_oltp_<tenants>x<days>) is kept for the next run (reloaded on
 another day: its last day is today); the Dagster databases (ap_bench_scale_<path>_<storage>)
