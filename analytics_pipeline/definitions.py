@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from analytics_pipeline.assets.rollups import build_rollup_asset
+from analytics_pipeline.assets.selection import ROLLUP_SELECTION
 from analytics_pipeline.assets.sources import source_specs
 from analytics_pipeline.automation.observations import source_observation_sensor
 from analytics_pipeline.automation.schedules import daily_refresh, intraday_refresh
@@ -18,6 +19,7 @@ from analytics_pipeline.automation.sensors import (
 )
 from analytics_pipeline.deployment.executor import resolve_executor
 from analytics_pipeline.governance.retention import enforce_retention, retention_schedule
+from analytics_pipeline.names import REFRESH_JOB
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
@@ -29,8 +31,8 @@ GIT_BRANCH_ENV = "ANALYTICS_GIT_BRANCH"
 rollup_assets = [build_rollup_asset(r) for r in REGISTRY]
 
 refresh_analytics_job = dg.define_asset_job(
-    name="refresh_analytics",
-    selection=dg.AssetSelection.assets(*rollup_assets),
+    name=REFRESH_JOB,
+    selection=ROLLUP_SELECTION,
     description="Recompute every OLAP table for the run's (tenant, date) partitions.",
 )
 

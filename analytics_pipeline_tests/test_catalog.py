@@ -21,9 +21,9 @@ from analytics_pipeline.automation.observations import source_observation_sensor
 from analytics_pipeline.definitions import defs
 from analytics_pipeline.resources.database import OltpDatabase
 from analytics_pipeline.rollups.lineage import column_lineage
+from analytics_pipeline.rollups.schema import contract_columns
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.sources.tables import metadata as oltp_metadata
-from analytics_pipeline.warehouse.metadata import contract_columns
 from analytics_pipeline_tests.conftest import make_oltp
 
 

@@ -19,7 +19,8 @@ from analytics_pipeline.embedded.server import EmbeddedPostgres, wait_until_stop
 
 SERVE = textwrap.dedent("""
     import sys, time
-    from analytics_pipeline.embedded.server import EmbeddedPostgres, install_sigterm_handler
+    from analytics_pipeline.embedded.server import EmbeddedPostgres
+    from analytics_pipeline.embedded.signals import install_sigterm_handler
     install_sigterm_handler()
     with EmbeddedPostgres(sys.argv[1]).running() as server:
         print(server.port, flush=True)

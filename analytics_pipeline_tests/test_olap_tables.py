@@ -1,4 +1,4 @@
-"""All seven OLAP tables against the independent pandas oracle, and their guarantees.
+"""Every OLAP table against the independent pandas oracle, and their guarantees.
 
 Why: each table is a contract with dashboards, finance or compliance. The oracle is written from
 the contract, apart from the SQL, and the data holds the edge cases the contract is precise
@@ -19,6 +19,7 @@ from analytics_pipeline.errors import DataQualityError
 from analytics_pipeline.partitions import TenantDay
 from analytics_pipeline.resources.database import OlapDatabase
 from analytics_pipeline.rollups.engine import COPY, refresh
+from analytics_pipeline.rollups.spec import WriteMode
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.rollups.tables.mailbox_analytics import MAILBOX_ANALYTICS
@@ -100,7 +101,7 @@ def test_rerun_is_idempotent_and_touches_only_its_partitions(name, oltp, olap):
         ).all()
     for tenant, day, run in stamps:
         inside = (tenant, day) in SCATTERED
-        if rollup.write_mode == "append_only":
+        if rollup.write_mode == WriteMode.APPEND_ONLY:
             assert run == "first", "append-only rows are never rewritten"
         else:
             assert run == ("second" if inside else "first"), (tenant, day, run)

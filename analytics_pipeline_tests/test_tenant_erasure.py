@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from analytics_pipeline.errors import ConfigurationError, TenantLifecycleError
 from analytics_pipeline.governance.erasure import erase_tenant, oltp_status
 from analytics_pipeline.governance.pseudonym import Pseudonymizer
-from analytics_pipeline.instance import forget
+from analytics_pipeline.instance import dagster_schema, forget
 from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
@@ -356,10 +356,10 @@ def test_dagster_schema_is_the_one_the_eraser_knows(pipeline):
     """Guard: fails when a Dagster upgrade adds, drops or changes a table or text column."""
     engine = sa.create_engine(sa.make_url(p_admin_url()).set(database=pipeline["dagster_db"]))
     with engine.connect() as conn:
-        live = forget.live_text_columns(conn)
-        forget.verify_known_schema(conn)
+        live = dagster_schema.live_text_columns(conn)
+        dagster_schema.verify_known_schema(conn)
     engine.dispose()
-    assert live == {t: tuple(sorted(c)) for t, c in forget.KNOWN_TEXT_COLUMNS.items()}
+    assert live == {t: tuple(sorted(c)) for t, c in dagster_schema.KNOWN_TEXT_COLUMNS.items()}
 
 
 def test_tenant_quotes_are_whole_ids_and_previews_go():

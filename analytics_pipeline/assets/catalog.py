@@ -64,6 +64,8 @@ def _render(refs: list[tuple[str, str]]) -> str:
 def rollup_code(rollup: Rollup) -> dict[str, dg.CodeReferencesMetadataValue]:
     """The rollup's SELECT (its table module) and the factory that makes it an asset."""
     select_file = inspect.getsourcefile(rollup.select)
+    if select_file is None:
+        raise TypeError(f"rollup {rollup.name}: its SELECT has no source file to link to")
     _, select_line = inspect.getsourcelines(rollup.select)
     factory = Path(__file__).with_name("rollups.py")
     return code_references(

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from analytics_pipeline.partitions import TenantDay
 from analytics_pipeline.resources.database import OlapDatabase
+from analytics_pipeline.rollups.schema import contract_columns
 from analytics_pipeline.rollups.spec import Rollup
-from analytics_pipeline.warehouse.metadata import contract_columns
 
 PREVIEW_ROWS = 5
 

@@ -3,6 +3,7 @@
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -17,6 +18,7 @@ from analytics_pipeline.assets.preview import preview
 from analytics_pipeline.assets.sources import OWNER, source_key
 from analytics_pipeline.errors import DataQualityError, RollupError, TransientError
 from analytics_pipeline.instance.partition_metadata import add_partition_metadata
+from analytics_pipeline.names import table_key
 from analytics_pipeline.partitions import (
     TenantDay,
     parse_partition_key,
@@ -25,17 +27,11 @@ from analytics_pipeline.partitions import (
 )
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
-from analytics_pipeline.rollups.engine import (
-    INVARIANTS_CHECK,
-    RECONCILIATION_CHECK,
-    PartitionFigures,
-    RefreshResult,
-    refresh,
-)
-from analytics_pipeline.rollups.spec import Rollup
-from analytics_pipeline.warehouse.metadata import SCHEMA
+from analytics_pipeline.rollups.checks import INVARIANTS_CHECK, RECONCILIATION_CHECK
+from analytics_pipeline.rollups.engine import PartitionFigures, RefreshResult, refresh
+from analytics_pipeline.rollups.schema import SCHEMA
+from analytics_pipeline.rollups.spec import Rollup, WriteMode
 
-OLAP_PREFIX = "analytics"
 # Caps how many steps read OLTP at once, across all runs (see dagster.yaml and docs/OPERATIONS.md).
 OLTP_POOL = "oltp"
 MAX_RETRIES = 3
@@ -43,7 +39,8 @@ RETRY_BASE_SECONDS = 5  # waits 5, 10, 20 s
 
 
 def rollup_key(rollup: Rollup) -> dg.AssetKey:
-    return dg.AssetKey([OLAP_PREFIX, rollup.name])
+    """The asset key of `rollup`'s table (see names.py)."""
+    return table_key(rollup.name)
 
 
 def check_specs(rollup: Rollup) -> list[dg.AssetCheckSpec]:
@@ -63,8 +60,9 @@ def check_specs(rollup: Rollup) -> list[dg.AssetCheckSpec]:
             )
         )
     if rollup.reconciliation is not None:
-        what = f"sum of {rollup.reconciled_column}" if rollup.reconciled_column else "row count"
-        relation = "at least" if rollup.write_mode == "append_only" else "equal to"
+        column = rollup.reconciliation.column
+        what = f"sum of {column}" if column else "row count"
+        relation = "at least" if rollup.write_mode == WriteMode.APPEND_ONLY else "equal to"
         specs.append(
             dg.AssetCheckSpec(
                 RECONCILIATION_CHECK,
@@ -106,7 +104,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
             "dagster/table_name": f"olap.{SCHEMA}.{rollup.name}",
             **rollup_columns(rollup),
             **rollup_code(rollup),
-            "write_mode": rollup.write_mode,
+            "write_mode": rollup.write_mode.value,
             "retention": rollup.retention.describe(),  # type: ignore[union-attr]
             "freshness": FRESHNESS_PROMISE,
         },
@@ -117,7 +115,7 @@ def _build(rollup: Rollup) -> dg.AssetsDefinition:
         oltp: OltpDatabase,
         olap: OlapDatabase,
         tracking: EventTrackingResource,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
         keys = {key: parse_partition_key(key) for key in context.partition_keys}
         partitions = sorted(set(keys.values()))
         run_id = context.run.run_id

@@ -44,7 +44,10 @@ def column_schema(table: sa.Table, suffixes: Mapping[str, str] | None = None) ->
 
 def source_code(table: sa.Table) -> dict[str, dg.CodeReferencesMetadataValue]:
     """Where the table is declared: its `_table(...)` call in the Core mirror of the contract."""
-    path = Path(inspect.getsourcefile(tables_module)).resolve()
+    source_file = inspect.getsourcefile(tables_module)
+    if source_file is None:
+        raise TypeError(f"{tables_module.__name__} has no source file to link to")
+    path = Path(source_file).resolve()
     lines = path.read_text().splitlines()
     line = next(
         (i for i, text in enumerate(lines, start=1) if text.strip() == f'"{table.name}",'), None
@@ -72,7 +75,8 @@ def code_references(
         }
 
 
-_PG_DIALECT = sa.dialects.postgresql.dialect()
+# SQLAlchemy leaves the dialect constructors untyped.
+_PG_DIALECT = sa.dialects.postgresql.dialect()  # type: ignore[no-untyped-call]
 
 source_specs = [
     dg.AssetSpec(

@@ -19,7 +19,7 @@ import dagster as dg
 from dagster._core.utils import make_new_run_id
 
 from analytics_pipeline.assets.rollups import OLTP_POOL
-from analytics_pipeline.automation.planning import REASON_TAG, PlannedRun
+from analytics_pipeline.automation.planning import PlannedRun
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.instance.run_health import describe_wait, local_run_tags, reap_dead_runs
 from analytics_pipeline.partitions import (
@@ -32,6 +32,7 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.progress import watching_run
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.run_tags import REASON_TAG
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BackfillRun:
 
 
 def select_rollups(groups: Sequence[str], tables: Sequence[str]) -> dict[str, list[Rollup]]:
-    """The chosen rollups by asset group; nothing chosen means all seven."""
+    """The chosen rollups by asset group; nothing chosen means every registered table."""
     known_groups = sorted({r.group for r in REGISTRY})
     known_tables = [r.name for r in REGISTRY]
     for g in groups:

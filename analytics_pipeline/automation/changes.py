@@ -36,7 +36,9 @@ def feeds(rollups: Iterable[Rollup]) -> dict[tuple[str, str], list[tuple[Rollup,
 
 
 def database_now(conn: sa.Connection) -> dt.datetime:
-    return conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+    """The database's clock (clock_timestamp(), not the transaction's start)."""
+    now: dt.datetime = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+    return now
 
 
 def complete_until(conn: sa.Connection) -> dt.datetime | None:
@@ -47,7 +49,7 @@ def complete_until(conn: sa.Connection) -> dt.datetime | None:
     replication lag, and a watermark taken from it would skip the changes still in flight. None
     when a standby has replayed no transaction since it started (it cannot tell yet).
     """
-    return conn.execute(
+    until: dt.datetime | None = conn.execute(
         sa.select(
             sa.case(
                 (sa.func.pg_is_in_recovery(), sa.func.pg_last_xact_replay_timestamp()),
@@ -55,6 +57,7 @@ def complete_until(conn: sa.Connection) -> dt.datetime | None:
             )
         )
     ).scalar_one()
+    return until
 
 
 def changed_partitions(
@@ -70,10 +73,10 @@ def changed_partitions(
     found: set[tuple[str, dt.date]] = set()
     for column in track.day_of:
         day = utc_day(src.c[column])
-        rows = conn.execute(
+        days = conn.execute(
             sa.select(src.c.tenant_id, day).where(changed, src.c[column].is_not(None)).distinct()
         ).all()
-        found.update((tenant, d) for tenant, d in rows)
+        found.update((tenant, d) for tenant, d in days)
     if track.span is not None:
         start, end = (src.c[c] for c in track.span)
         rows = conn.execute(

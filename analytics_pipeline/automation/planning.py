@@ -19,22 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
-from analytics_pipeline.errors import InvalidPartitionKeyError
-from analytics_pipeline.partitions import (
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    TenantDay,
-    parse_partition_keys,
-    range_tags,
-)
-
-TENANT_TAG = "analytics/tenant"
-REASON_TAG = "analytics/reason"
+from analytics_pipeline.names import table_key
+from analytics_pipeline.partitions import TenantDay, range_tags
+from analytics_pipeline.run_tags import REASON_TAG, TENANT_TAG
 
 
 @dataclass(frozen=True)
@@ -50,7 +42,7 @@ class PlannedRun:
             tags[TENANT_TAG] = self.first.tenant_id
         return dg.RunRequest(
             run_key=run_key,
-            asset_selection=[dg.AssetKey(["analytics", name]) for name in self.assets],
+            asset_selection=[table_key(name) for name in self.assets],
             tags=tags,
         )
 
@@ -215,23 +207,3 @@ def tenant_blocks(
         for segment in active_segments(tenant_order, exclude)
         for i in range(0, len(segment), size)
     ]
-
-
-def run_tenant(tags: Mapping[str, str]) -> str | None:
-    """The single tenant a run covers, from its tags; None for multi-tenant or unpartitioned runs.
-
-    Runs planned here carry TENANT_TAG; runs launched from the UI or a backfill carry only their
-    partition key or range.
-    """
-    if TENANT_TAG in tags:
-        return tags[TENANT_TAG]
-    keys = [
-        tags[k]
-        for k in ("dagster/partition", RANGE_START_TAG, RANGE_END_TAG)
-        if k in tags and "|" in tags[k]
-    ]
-    try:
-        tenants = {p.tenant_id for p in parse_partition_keys(keys)}
-    except InvalidPartitionKeyError:
-        return None
-    return tenants.pop() if len(tenants) == 1 else None

@@ -1,7 +1,7 @@
 """Schedules: yesterday's final figures after UTC midnight, and today's every half hour.
 
 Each tick makes one range run per block of ANALYTICS_TENANTS_PER_RUN registered tenants (in the
-order they were registered), for all seven tables: 500 tenants are 2 runs, not 500. Offboarded
+order they were registered), for every table: 500 tenants are 2 runs, not 500. Offboarded
 tenants (kept by the tenant sensor) are left out: their partitions stay as they are.
 """
 
@@ -10,8 +10,8 @@ import os
 
 import dagster as dg
 
+from analytics_pipeline.assets.selection import ALL_ROLLUPS, ROLLUP_SELECTION
 from analytics_pipeline.automation.planning import PlannedRun, tenant_blocks
-from analytics_pipeline.automation.sensors import ALL_ROLLUPS, ROLLUP_SELECTION
 from analytics_pipeline.partitions import (
     OFFBOARDED_PARTITIONS_NAME,
     TENANTS_PARTITIONS_NAME,
@@ -38,7 +38,7 @@ def day_runs(instance: dg.DagsterInstance, day: dt.date, reason: str) -> list[dg
     execution_timezone="UTC",
     target=ROLLUP_SELECTION,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="00:30 UTC: yesterday's partitions of all seven tables for every tenant.",
+    description="00:30 UTC: yesterday's partitions of every table for every tenant.",
 )
 def daily_refresh(context: dg.ScheduleEvaluationContext):
     day = context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(days=1)
@@ -51,7 +51,7 @@ def daily_refresh(context: dg.ScheduleEvaluationContext):
     execution_timezone="UTC",
     target=ROLLUP_SELECTION,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every 30 minutes: today's partitions of all seven tables for every tenant, so "
+    description="Every 30 minutes: today's partitions of every table for every tenant, so "
     "dashboards are never more than half an hour (plus the run) behind.",
 )
 def intraday_refresh(context: dg.ScheduleEvaluationContext):

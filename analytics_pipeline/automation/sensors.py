@@ -11,13 +11,14 @@ import dagster as dg
 import sqlalchemy as sa
 
 from analytics_pipeline import telemetry
+from analytics_pipeline.assets.selection import ALL_ROLLUPS, ROLLUP_SELECTION
 from analytics_pipeline.automation.changes import (
     affected_since,
     complete_until,
     database_now,
     feeds,
 )
-from analytics_pipeline.automation.planning import PlannedRun, plan_runs, run_tenant
+from analytics_pipeline.automation.planning import PlannedRun, plan_runs
 from analytics_pipeline.partitions import (
     OFFBOARDED_PARTITIONS_NAME,
     TENANTS_PARTITIONS_NAME,
@@ -30,11 +31,9 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.resources.database import OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.run_tags import run_tenant
 from analytics_pipeline.sources.schema import NO_TABLES_YET, oltp_schema_exists
 from analytics_pipeline.sources.tables import tenants
-
-ALL_ROLLUPS = tuple(r.name for r in REGISTRY)
-ROLLUP_SELECTION = dg.AssetSelection.assets(*(dg.AssetKey(["analytics", n]) for n in ALL_ROLLUPS))
 
 # Tuning, overridable by environment variable (documented in docs/OPERATIONS.md).
 NEW_TENANTS_PER_TICK = int(os.environ.get("ANALYTICS_NEW_TENANTS_PER_TICK", "25"))

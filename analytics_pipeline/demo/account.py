@@ -8,7 +8,8 @@ import pandas as pd
 from analytics_pipeline.demo.draws import ACTIONS, CURRENCIES, DAY, HOUR, Tenant, later, maybe, ts
 
 
-def billing(t: Tenant):
+def billing(t: Tenant) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tenant's subscriptions and their monthly invoices."""
     index = t.index
     rng, first, as_of, size, tenant_id = t.rng, t.first, t.as_of, t.size, t.tenant_id
     # Billing: one or two subscriptions, monthly invoices.
@@ -77,7 +78,8 @@ def billing(t: Tenant):
     return subscriptions, invoices
 
 
-def admin_actions(t: Tenant):
+def admin_actions(t: Tenant) -> pd.DataFrame:
+    """The tenant's admin audit trail: a few actions a day, recorded shortly after they occur."""
     rng, first, size, tenant_id = t.rng, t.first, t.size, t.tenant_id
     a_per_day = rng.poisson(min(4, max(1, size.emails_per_day // 10)), size.days)
     an = int(a_per_day.sum())
@@ -90,7 +92,7 @@ def admin_actions(t: Tenant):
             "actor_id": rng.choice([f"{tenant_id}-admin-{j}" for j in range(3)], an),
             "actor_role": rng.choice(["owner", "admin"], an),
             "action": rng.choice(ACTIONS, an),
-            "target_type": rng.choice(["user", "mailbox", "campaign", None], an),
+            "target_type": rng.choice(np.array(["user", "mailbox", "campaign", None]), an),
             "target_id": [f"obj-{int(x)}" for x in rng.integers(1, 1000, an)],
             "ip_address": [f"203.0.113.{int(x)}" for x in rng.integers(1, 255, an)],
             "details": [f'{{"seq": {j}}}' for j in range(an)],

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import psycopg
 import sqlalchemy as sa
 
 from analytics_pipeline.demo.generator import DemoSize, iter_tenants
@@ -40,7 +42,7 @@ def _csv_text(frame: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
-def _copy(cursor, table: str, frame: pd.DataFrame) -> None:
+def _copy(cursor: psycopg.Cursor[Any], table: str, frame: pd.DataFrame) -> None:
     cols = ", ".join(frame.columns)
     with cursor.copy("COPY " + table + " (" + cols + ") FROM STDIN WITH (FORMAT csv)") as copy:
         copy.write(_csv_text(frame))
@@ -58,7 +60,10 @@ def load(
     """Generate and COPY the dataset into the OLTP tables, in the transaction of `conn`.
 
     `on_tenant` is called after each tenant with the number of rows it loaded (progress)."""
-    cursor = conn.connection.driver_connection.cursor()
+    # COPY is psycopg 3's own API, below SQLAlchemy: every OLTP URL is moved onto that driver
+    # (settings.PSYCOPG3), and a checked-out connection always has its driver connection.
+    driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
+    cursor = driver.cursor()
     if conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
         # Bulk-load as pg_restore does: skip the per-row foreign-key and updated_at triggers for
         # this transaction (the generator keeps every reference valid; updated_at then takes its

@@ -24,6 +24,10 @@ ACTIONS = (
     "sso.configure",
 )
 
+# The missing value for `np.where`: its stubs take arrays, not a bare None, and a 0-d object
+# array is the same value to numpy (the result is an object array either way).
+NULL = np.array(None, dtype=object)
+
 
 @dataclass(frozen=True)
 class Tenant:
@@ -47,7 +51,13 @@ def maybe(rng: np.random.Generator, p: float, n: int) -> np.ndarray:
     return rng.random(n) < p
 
 
-def later(rng, start: np.ndarray, hit: np.ndarray, mean_hours: float, as_of) -> np.ndarray:
+def later(
+    rng: np.random.Generator,
+    start: np.ndarray,
+    hit: np.ndarray,
+    mean_hours: float,
+    as_of: np.datetime64,
+) -> np.ndarray:
     """Event times after `start` for rows where `hit`, NaT where no event or not yet happened."""
     delay = (rng.exponential(mean_hours, len(start)) * 3600).astype("int64")
     t = start + delay.astype("timedelta64[s]")

@@ -22,14 +22,16 @@ from analytics_pipeline.sources.schema import create_oltp_schema, oltp_schema_ex
 _MARKER = "analytics_pipeline demo data "
 
 
-def _marker(conn: sa.Connection) -> dict | None:
+def _marker(conn: sa.Connection) -> dict[str, object] | None:
     comment = conn.execute(sa.text("SELECT obj_description('public.tenants'::regclass)")).scalar()
     if not comment or not comment.startswith(_MARKER):
         return None
-    return json.loads(comment[len(_MARKER) :])
+    # Only this module writes the marker, always as a JSON object (`_size_key`).
+    marker: dict[str, object] = json.loads(comment[len(_MARKER) :])
+    return marker
 
 
-def _size_key(size: DemoSize) -> dict:
+def _size_key(size: DemoSize) -> dict[str, object]:
     key = asdict(size)
     key["end_date"] = size.last_day.isoformat()
     return key

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analytics_pipeline.demo.draws import DAY, HOUR, Tenant, later, maybe, ts
+from analytics_pipeline.demo.draws import DAY, HOUR, NULL, Tenant, later, maybe, ts
 
 
-def mailboxes(t: Tenant):
+def mailboxes(t: Tenant) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The tenant's mailboxes, with their ids and which of them warm up (same order)."""
     rng, tenant_id = t.rng, t.tenant_id
     n_mbx = int(rng.integers(3, 9))
     mbx_ids = np.array([f"{tenant_id}-mbx-{j:02d}" for j in range(n_mbx)])
@@ -27,7 +28,10 @@ def mailboxes(t: Tenant):
     return mailboxes, mbx_ids, warmup
 
 
-def campaigns(t: Tenant):
+def campaigns(
+    t: Tenant,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Campaigns and their steps, with the campaign ids, steps per campaign and step ids."""
     rng, tenant_id = t.rng, t.tenant_id
     n_cmp = int(rng.integers(2, 7))
     cmp_ids = np.array([f"{tenant_id}-cmp-{j:02d}" for j in range(n_cmp)])
@@ -56,7 +60,14 @@ def campaigns(t: Tenant):
     return campaigns, sequence_steps, cmp_ids, steps_per_cmp, step_ids
 
 
-def outreach(t: Tenant, weight: float, mbx_ids, cmp_ids, steps_per_cmp, step_ids):
+def outreach(
+    t: Tenant,
+    weight: float,
+    mbx_ids: np.ndarray,
+    cmp_ids: np.ndarray,
+    steps_per_cmp: np.ndarray,
+    step_ids: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Leads and emails (drawn together: an email's lead is one of the tenant's leads)."""
     n_cmp = len(cmp_ids)
     rng, first, as_of, size, tenant_id = t.rng, t.first, t.as_of, t.size, t.tenant_id
@@ -70,7 +81,7 @@ def outreach(t: Tenant, weight: float, mbx_ids, cmp_ids, steps_per_cmp, step_ids
 
     n_leads = max(1, n // 4)
     lead_ids = np.array([f"{tenant_id}-lead-{j:06d}" for j in range(n_leads)])
-    lead_cmp = np.where(maybe(rng, 0.9, n_leads), rng.choice(cmp_ids, n_leads), None)
+    lead_cmp = np.where(maybe(rng, 0.9, n_leads), rng.choice(cmp_ids, n_leads), NULL)
     lead_created = (
         first
         - 5 * DAY
@@ -109,8 +120,8 @@ def outreach(t: Tenant, weight: float, mbx_ids, cmp_ids, steps_per_cmp, step_ids
             "tenant_id": tenant_id,
             "campaign_id": lead_cmp,
             "email": [f"lead{j}@prospect.example" for j in range(n_leads)],
-            "first_name": rng.choice(["Ada", "Grace", "Alan", None], n_leads),
-            "last_name": rng.choice(["Lovelace", "Hopper", "Turing", None], n_leads),
+            "first_name": rng.choice(np.array(["Ada", "Grace", "Alan", None]), n_leads),
+            "last_name": rng.choice(np.array(["Lovelace", "Hopper", "Turing", None]), n_leads),
             "status": lead_status,
             "created_at": ts(lead_created),
             "first_contacted_at": ts(contacted),
@@ -122,15 +133,15 @@ def outreach(t: Tenant, weight: float, mbx_ids, cmp_ids, steps_per_cmp, step_ids
 
     one_off = maybe(rng, 0.05, n)
     e_cmp_idx = rng.integers(0, n_cmp, n)
-    e_cmp = np.where(one_off, None, cmp_ids[e_cmp_idx])
+    e_cmp = np.where(one_off, NULL, cmp_ids[e_cmp_idx])
     # A step of the email's own campaign (or none).
     offsets = np.concatenate([[0], np.cumsum(steps_per_cmp)[:-1]])
     e_step_idx = offsets[e_cmp_idx] + (rng.random(n) * steps_per_cmp[e_cmp_idx]).astype(int)
-    e_step = np.where(one_off | maybe(rng, 0.1, n), None, step_ids[e_step_idx])
+    e_step = np.where(one_off | maybe(rng, 0.1, n), NULL, step_ids[e_step_idx])
     status = rng.choice(["delivered", "sent", "bounced", "failed"], n, p=[0.9, 0.04, 0.04, 0.02])
     delivered = status == "delivered"
     bounced = status == "bounced"
-    bounce_type = np.where(bounced, rng.choice(["hard", "soft"], n, p=[0.4, 0.6]), None)
+    bounce_type = np.where(bounced, rng.choice(["hard", "soft"], n, p=[0.4, 0.6]), NULL)
     opened = later(rng, sent_at, delivered & maybe(rng, 0.45, n), 20, as_of)
     clicked = later(
         rng,
@@ -151,7 +162,7 @@ def outreach(t: Tenant, weight: float, mbx_ids, cmp_ids, steps_per_cmp, step_ids
             "sequence_step_id": np.concatenate([e_step, [None] * n_queued]),
             "mailbox_id": np.concatenate([rng.choice(mbx_ids, n), rng.choice(mbx_ids, n_queued)]),
             "lead_id": np.concatenate(
-                [np.where(maybe(rng, 0.05, n), None, rng.choice(lead_ids, n)), [None] * n_queued]
+                [np.where(maybe(rng, 0.05, n), NULL, rng.choice(lead_ids, n)), [None] * n_queued]
             ),
             "status": np.concatenate([status, ["queued"] * n_queued]),
             "sent_at": ts(np.concatenate([sent_at, [np.datetime64("NaT")] * n_queued])),
@@ -166,7 +177,8 @@ def outreach(t: Tenant, weight: float, mbx_ids, cmp_ids, steps_per_cmp, step_ids
     return leads, emails
 
 
-def warmup(t: Tenant, mbx_ids, warmup):
+def warmup(t: Tenant, mbx_ids: np.ndarray, warmup: np.ndarray) -> pd.DataFrame:
+    """Warmup traffic of the warmup-enabled mailboxes (the first mailbox when none is)."""
     rng, first, as_of, size, tenant_id = t.rng, t.first, t.as_of, t.size, t.tenant_id
     # Warmup: ~8 a day per warmup-enabled mailbox; placement unknown for the last day's sends.
     wm = mbx_ids[warmup] if warmup.any() else mbx_ids[:1]
@@ -177,7 +189,7 @@ def warmup(t: Tenant, mbx_ids, warmup):
     w_day = np.repeat(np.arange(size.days), w_per_day)
     w_sent = first + w_day * DAY + (rng.random(wn) * 86_400e6).astype("timedelta64[us]")
     landed = rng.choice(["inbox", "spam", "promotions", "missing"], wn, p=[0.8, 0.08, 0.1, 0.02])
-    landed = np.where(w_sent > as_of - 12 * HOUR, None, landed)
+    landed = np.where(w_sent > as_of - 12 * HOUR, NULL, landed)
     warmup_emails = pd.DataFrame(
         {
             "tenant_id": tenant_id,

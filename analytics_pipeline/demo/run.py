@@ -15,16 +15,17 @@ from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.demo.loader import load_demo
 from analytics_pipeline.errors import AnalyticsPipelineError
 from analytics_pipeline.instance.run_health import local_run_tags, reap_dead_runs
+from analytics_pipeline.names import REFRESH_JOB
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay, range_tags
 from analytics_pipeline.progress import reporting, watching_run
+from analytics_pipeline.rollups.schema import SCHEMA
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
 from analytics_pipeline.settings import DatabaseSettings
 from analytics_pipeline.tenants import register_oltp_tenants
-from analytics_pipeline.warehouse.metadata import SCHEMA
 from analytics_pipeline.warehouse.migrate import upgrade_database
 
-MAIN_JOB = "refresh_analytics"
+MAIN_JOB = REFRESH_JOB
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import dagster as dg
 import sqlalchemy as sa
@@ -30,7 +31,7 @@ from analytics_pipeline.governance.pseudonym import Pseudonymizer
 from analytics_pipeline.instance import forget
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, validate_tenant_id
 from analytics_pipeline.resources.database import OlapDatabase
-from analytics_pipeline.rollups.spec import REPLACE
+from analytics_pipeline.rollups.spec import WriteMode
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.admin_audit_log import ADMIN_AUDIT_LOG
 from analytics_pipeline.sources.tables import tenants
@@ -38,12 +39,23 @@ from analytics_pipeline.tracking.outbox import Outbox
 from analytics_pipeline.warehouse.erasures import erasures
 
 
+class RowsRemoved(TypedDict, total=False):
+    """What an erasure removed, per step: the `rows_removed` JSON of `analytics.erasures`.
+
+    Filled step by step (an interrupted erasure's record holds the steps it finished)."""
+
+    olap: dict[str, int]  # rows deleted, per replace-mode table
+    admin_audit_log_pseudonymised: int
+    dagster: dict[str, int]  # instance/forget.py's counts, per kind
+    outbox: int  # events deleted from the outbox
+
+
 @dataclass(frozen=True)
 class ErasureResult:
     tenant_hash: str
     erasure_id: int
     already_erased: bool
-    rows_removed: dict[str, object] = field(default_factory=dict)
+    rows_removed: RowsRemoved = field(default_factory=RowsRemoved)
     when: dt.datetime | None = None
 
     def summary(self, tenant_id: str) -> str:
@@ -134,25 +146,27 @@ def erase_tenant(
                 return ErasureResult(
                     tenant_hash, last.erasure_id, already_erased=True, when=last.completed_at
                 )
-            removed: dict[str, object] = {}
+            removed: RowsRemoved = {}
             if last is not None and last.completed_at is None:
                 erasure_id = last.erasure_id  # an interrupted erasure: finish it
-                removed = dict(last.rows_removed)
+                # The JSON this function wrote last time (below), so of the same shape.
+                previous: RowsRemoved = last.rows_removed
+                removed = previous.copy()
             else:
                 erasure_id = conn.execute(
                     sa.insert(erasures)
                     .values(tenant_hash=tenant_hash, requested_by=requested_by)
                     .returning(erasures.c.erasure_id)
                 ).scalar_one()
-            olap_removed = dict(removed.get("olap", {}))  # type: ignore[arg-type]
+            olap_removed = dict(removed.get("olap", {}))
             for rollup in REGISTRY:
-                if rollup.write_mode == REPLACE:
+                if rollup.write_mode == WriteMode.REPLACE:
                     t = rollup.table
                     n = conn.execute(sa.delete(t).where(t.c.tenant_id == tenant_id)).rowcount
                     olap_removed[rollup.name] = olap_removed.get(rollup.name, 0) + n
             removed["olap"] = olap_removed
-            removed["admin_audit_log_pseudonymised"] = int(
-                removed.get("admin_audit_log_pseudonymised", 0)  # type: ignore[arg-type]
+            removed["admin_audit_log_pseudonymised"] = removed.get(
+                "admin_audit_log_pseudonymised", 0
             ) + pseudonymise_audit_log(conn, tenant_id, pseudonymizer)
             conn.execute(
                 sa.update(erasures)

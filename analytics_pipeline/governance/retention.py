@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import dagster as dg
 import sqlalchemy as sa
 
-from analytics_pipeline.instance.forget import delete_expired_history
+from analytics_pipeline.instance.expired_history import delete_expired_history
+from analytics_pipeline.names import table_key
 from analytics_pipeline.resources.database import OlapDatabase
 from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
@@ -32,7 +33,8 @@ def delete_expired_rows(
 ) -> int:
     """Delete rows dated before `cutoff`, `batch` at a time, at most `max_batches` batches."""
     t = rollup.table
-    ctid = sa.literal_column("ctid")
+    # The row's physical address (PostgreSQL's `tid`): no Python type, only compared with itself.
+    ctid: sa.ColumnClause[object] = sa.literal_column("ctid")
     victims = sa.select(ctid).select_from(t).where(t.c.date < cutoff).limit(batch)
     total = 0
     for _ in range(max_batches):
@@ -56,7 +58,7 @@ def enforce(
     cutoffs = {r.name: r.retention.cutoff(today) for r in REGISTRY if r.retention is not None}
     events = delete_expired_history(
         instance,
-        {dg.AssetKey(["analytics", name]): c.isoformat() for name, c in cutoffs.items()},
+        {table_key(name): c.isoformat() for name, c in cutoffs.items()},
         batch=batch,
         max_batches=max_batches,
     )
@@ -65,7 +67,7 @@ def enforce(
             r.name,
             cutoffs[r.name],
             delete_expired_rows(olap, r, cutoffs[r.name], batch=batch, max_batches=max_batches),
-            events.get(f"analytics/{r.name}", 0),
+            events.get(table_key(r.name).to_user_string(), 0),
         )
         for r in REGISTRY
         if r.name in cutoffs

@@ -1,16 +1,12 @@
-"""Removing a tenant, or expired partitions, from the Dagster instance's PostgreSQL storage.
+"""Removing a tenant from the Dagster instance's PostgreSQL storage (the erasure, issue 14).
 
 Dagster's public API covers part of it: `delete_run` (a run and its events),
 `delete_dynamic_partition`, `wipe_asset_cached_status`, `add_run_tags`,
-`update_event_log_record`. It has no way to drop single partitions' history
-(`wipe_asset_partitions` is not implemented for SQL storage, and would log an ASSET_WIPED event
-that names the partitions), nor to remove a tenant quoted inside other runs' events (a range
-run's metadata, copied onto every partition it covers, lists its tenants and previews one
-partition's rows). What the API cannot do is done here, in raw SQL, and nowhere else.
-
-Raw SQL depends on Dagster's schema, so `KNOWN_TEXT_COLUMNS` lists every table of it and every
-column that can hold text. `verify_known_schema` refuses to run on any other schema, and a test
-(test_tenant_erasure.py) fails when a Dagster upgrade changes it: then review this module.
+`update_event_log_record`. It has no way to remove a tenant's partitions from other runs'
+history, nor a tenant quoted inside other runs' events (a range run's metadata, copied onto
+every partition it covers, lists its tenants and previews one partition's rows). What the API
+cannot do is done here in raw SQL, against the schema instance/dagster_schema.py knows and
+guards (retention's deletions are instance/expired_history.py).
 """
 
 from __future__ import annotations
@@ -24,87 +20,27 @@ import sqlalchemy as sa
 from dagster._core.events.log import EventLogEntry
 from dagster._serdes import deserialize_value
 
-from analytics_pipeline.automation.planning import run_tenant
 from analytics_pipeline.errors import TenantLifecycleError
-from analytics_pipeline.partitions import (
-    DATE_DIMENSION,
-    OFFBOARDED_PARTITIONS_NAME,
-    TENANT_DIMENSION,
-    TENANTS_PARTITIONS_NAME,
-    tenant_daily_partitions,
+from analytics_pipeline.instance.dagster_schema import (
+    KNOWN_TEXT_COLUMNS,
+    dagster_engine,
+    verify_known_schema,
 )
-
-# Every table of Dagster 1.13's PostgreSQL schema, with its text columns (text, varchar).
-KNOWN_TEXT_COLUMNS: Mapping[str, tuple[str, ...]] = {
-    "alembic_version": ("version_num",),
-    "asset_check_executions": (
-        "asset_key",
-        "check_name",
-        "evaluation_event",
-        "execution_status",
-        "partition",
-        "run_id",
-    ),
-    "asset_daemon_asset_evaluations": ("asset_evaluation_body", "asset_key"),
-    "asset_event_tags": ("asset_key", "key", "value"),
-    "asset_keys": (
-        "asset_details",
-        "asset_key",
-        "cached_status_data",
-        "last_materialization",
-        "last_run_id",
-        "tags",
-    ),
-    "backfill_tags": ("backfill_id", "key", "value"),
-    "bulk_actions": ("action_type", "body", "job_name", "key", "selector_id", "status"),
-    "concurrency_limits": ("concurrency_key",),
-    "concurrency_slots": ("concurrency_key", "run_id", "step_key"),
-    "daemon_heartbeats": ("body", "daemon_id", "daemon_type"),
-    "dynamic_partitions": ("partition", "partitions_def_name"),
-    "event_logs": ("asset_key", "dagster_event_type", "event", "partition", "run_id", "step_key"),
-    "instance_info": ("run_storage_id",),
-    "instigators": (
-        "instigator_body",
-        "instigator_type",
-        "repository_selector_id",
-        "selector_id",
-        "status",
-    ),
-    "job_ticks": ("job_origin_id", "selector_id", "status", "tick_body", "type"),
-    "jobs": (
-        "job_body",
-        "job_origin_id",
-        "job_type",
-        "repository_origin_id",
-        "selector_id",
-        "status",
-    ),
-    "kvs": ("key", "value"),
-    "pending_steps": ("concurrency_key", "run_id", "step_key"),
-    "run_tags": ("key", "run_id", "value"),
-    "runs": (
-        "backfill_id",
-        "mode",
-        "partition",
-        "partition_set",
-        "pipeline_name",
-        "run_body",
-        "run_id",
-        "snapshot_id",
-        "status",
-    ),
-    "secondary_indexes": ("name",),
-    "snapshots": ("snapshot_id", "snapshot_type"),
-}
+from analytics_pipeline.instance.event_rows import (
+    EVENTS,
+    TENANT_PART,
+    delete_events,
+    key_part,
+    reset_asset_keys,
+)
+from analytics_pipeline.partitions import OFFBOARDED_PARTITIONS_NAME, TENANTS_PARTITIONS_NAME
+from analytics_pipeline.run_tags import run_tenant
 
 REMOVED_ROWS = "[rows of an erased tenant removed]"
-_KEY_DIMENSIONS = [d.name for d in tenant_daily_partitions.partitions_defs]
-_TENANT_PART = _KEY_DIMENSIONS.index(TENANT_DIMENSION) + 1  # split_part is 1-based
-_DATE_PART = _KEY_DIMENSIONS.index(DATE_DIMENSION) + 1
 _TABLE_CLASSES = {"TableMetadataEntryData": "TextMetadataEntryData", "TableMetadataValue": None}
 
 
-class _Tid(sa.types.UserDefinedType):
+class _Tid(sa.types.UserDefinedType[str]):
     """PostgreSQL's row address type, to update a row found by a scan without a primary key."""
 
     cache_ok = True
@@ -145,55 +81,9 @@ def _drop_tables(node: object, pattern: re.Pattern[str]) -> object:
     return {k: _drop_tables(v, pattern) for k, v in node.items()}
 
 
-def _engine(instance: dg.DagsterInstance) -> sa.Engine:
-    urls = {
-        getattr(s, "postgres_url", None)
-        for s in (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
-    }
-    if len(urls) != 1 or None in urls:
-        raise TenantLifecycleError(
-            "erasing from Dagster needs its runs, events and schedules in one PostgreSQL "
-            "database (dagster.yaml as shipped); this instance has "
-            f"{type(instance.event_log_storage).__name__}: erase by hand or fix the instance"
-        )
-    return sa.create_engine(urls.pop())
-
-
-def live_text_columns(conn: sa.Connection) -> dict[str, tuple[str, ...]]:
-    """Every table of the Dagster database's schema and its text columns, sorted."""
-    rows = conn.execute(
-        sa.text(
-            "SELECT t.table_name, c.column_name, c.data_type FROM information_schema.tables t"
-            " LEFT JOIN information_schema.columns c ON c.table_schema = t.table_schema"
-            " AND c.table_name = t.table_name"
-            " WHERE t.table_schema = current_schema() AND t.table_type = 'BASE TABLE'"
-        )
-    ).all()
-    out: dict[str, list[str]] = {}
-    for table, column, data_type in rows:
-        cols = out.setdefault(table, [])
-        if data_type in ("text", "character varying", "character", "json", "jsonb"):
-            cols.append(column)
-    return {t: tuple(sorted(c)) for t, c in sorted(out.items())}
-
-
-def verify_known_schema(conn: sa.Connection) -> None:
-    """Refuse to touch a Dagster schema this module was not written against."""
-    live = live_text_columns(conn)
-    known = {t: tuple(sorted(c)) for t, c in KNOWN_TEXT_COLUMNS.items()}
-    if live != known:
-        added = sorted(set(live.items()) - set(known.items()))
-        gone = sorted(set(known.items()) - set(live.items()))
-        raise TenantLifecycleError(
-            f"the Dagster database's schema is not the one analytics_pipeline/instance/forget.py "
-            f"knows (new or changed: {added}; missing: {gone}). A Dagster upgrade changed it: "
-            "review that module (which tables can quote a tenant) before erasing anything"
-        )
-
-
 def count_quotes(instance: dg.DagsterInstance, tenant_id: str) -> dict[str, int]:
     """Rows of each Dagster table whose text quotes the tenant id (non-zero tables only)."""
-    engine = _engine(instance)
+    engine = dagster_engine(instance)
     try:
         with engine.connect() as conn:
             verify_known_schema(conn)
@@ -225,7 +115,7 @@ def forget_tenant(instance: dg.DagsterInstance, tenant_id: str, pseudonym: str) 
     its previews of the tenant's rows removed and its id replaced by `pseudonym`. Finally no
     text column of any table may quote it, or this raises.
     """
-    engine = _engine(instance)
+    engine = dagster_engine(instance)
     done: dict[str, int] = {}
     try:
         with engine.connect() as conn:
@@ -234,7 +124,7 @@ def forget_tenant(instance: dg.DagsterInstance, tenant_id: str, pseudonym: str) 
             done["runs_deleted"] = len(deleted_runs)
         with engine.begin() as conn:
             done.update(_delete_partition_events(conn, tenant_id))
-            done["asset_keys_reset"] = _reset_asset_keys(conn, tenant_id)
+            done["asset_keys_reset"] = reset_asset_keys(conn, quote_pattern(tenant_id))
         done["events_scrubbed"] = _scrub_events(instance, engine, tenant_id, pseudonym)
         done["run_tags_scrubbed"] = _scrub_run_tags(instance, engine, tenant_id, pseudonym)
         done["partitions_removed"] = 0
@@ -279,65 +169,16 @@ def _delete_tenant_runs(
 
 
 def _tenant_part(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-    return sa.func.split_part(column, "|", _TENANT_PART)
+    return key_part(column, TENANT_PART)
 
 
 def _delete_partition_events(conn: sa.Connection, tenant_id: str) -> dict[str, int]:
-    events = sa.table("event_logs", sa.column("id"), sa.column("partition"))
-    tags = sa.table("asset_event_tags", sa.column("event_id"))
     checks = sa.table("asset_check_executions", sa.column("partition"))
-    ids = (
-        conn.execute(
-            sa.delete(events)
-            .where(_tenant_part(events.c.partition) == tenant_id)
-            .returning(events.c.id)
-        )
-        .scalars()
-        .all()
-    )
-    if ids:
-        conn.execute(sa.delete(tags).where(tags.c.event_id.in_(ids)))
+    ids = delete_events(conn, _tenant_part(EVENTS.c.partition) == tenant_id)
     gone_checks = conn.execute(
         sa.delete(checks).where(_tenant_part(checks.c.partition) == tenant_id)
     ).rowcount
     return {"partition_events_deleted": len(ids), "check_executions_deleted": gone_checks}
-
-
-def _reset_asset_keys(conn: sa.Connection, tenant_id: str | None) -> int:
-    """Forget an asset's cached latest materialization when it quotes the tenant or is gone.
-
-    Dagster then reads the latest one from the event log (its fallback for old records).
-    """
-    keys = sa.table(
-        "asset_keys",
-        sa.column("asset_key"),
-        sa.column("last_materialization"),
-        sa.column("last_run_id"),
-    )
-    events = sa.table("event_logs", sa.column("id"))
-    runs = sa.table("runs", sa.column("run_id"))
-    reset = 0
-    for key, record, run_id in conn.execute(
-        sa.select(keys.c.asset_key, keys.c.last_materialization, keys.c.last_run_id)
-    ).all():
-        storage_id = json.loads(record).get("storage_id") if record else None
-        stale = record is not None and (
-            (tenant_id is not None and re.search(quote_pattern(tenant_id), record) is not None)
-            or storage_id is None
-            or conn.execute(sa.select(events.c.id).where(events.c.id == storage_id)).first() is None
-        )
-        run_gone = (
-            run_id is not None
-            and conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
-            is None
-        )
-        if stale or run_gone:
-            values = {"last_materialization": None} if stale else {}
-            if run_gone:
-                values["last_run_id"] = None
-            conn.execute(sa.update(keys).where(keys.c.asset_key == key).values(values))
-            reset += 1
-    return reset
 
 
 def _scrub_events(
@@ -397,57 +238,6 @@ def _scrub_everything(conn: sa.Connection, tenant_id: str, pseudonym: str) -> in
     return scrubbed
 
 
-def delete_expired_history(
-    instance: dg.DagsterInstance,
-    cutoffs: Mapping[dg.AssetKey, str],
-    *,
-    batch: int,
-    max_batches: int,
-) -> dict[str, int]:
-    """Delete the events of partitions dated before each asset's cutoff (YYYY-MM-DD).
-
-    In batches of `batch` events, each its own transaction, at most `max_batches` per asset: a
-    long history is worked off over several runs without one huge transaction.
-    """
-    events = sa.table("event_logs", sa.column("id"), sa.column("asset_key"), sa.column("partition"))
-    tags = sa.table("asset_event_tags", sa.column("event_id"))
-    engine = _engine(instance)
-    done: dict[str, int] = {}
-    try:
-        with engine.connect() as conn:
-            verify_known_schema(conn)
-        for key, cutoff in cutoffs.items():
-            expired = sa.and_(
-                events.c.asset_key == key.to_string(),
-                events.c.partition.is_not(None),
-                sa.func.split_part(events.c.partition, "|", _DATE_PART) < cutoff,
-            )
-            total = 0
-            for _ in range(max_batches):
-                with engine.begin() as conn:
-                    victims = sa.select(events.c.id).where(expired).limit(batch)
-                    ids = (
-                        conn.execute(
-                            sa.delete(events).where(events.c.id.in_(victims)).returning(events.c.id)
-                        )
-                        .scalars()
-                        .all()
-                    )
-                    if ids:
-                        conn.execute(sa.delete(tags).where(tags.c.event_id.in_(ids)))
-                total += len(ids)
-                if len(ids) < batch:
-                    break
-            done[key.to_user_string()] = total
-        if any(done.values()):
-            with engine.begin() as conn:
-                _reset_asset_keys(conn, None)  # only the records whose event is gone
-            instance.wipe_asset_cached_status(list(cutoffs))
-    finally:
-        engine.dispose()
-    return done
-
-
 def active_runs_covering(
     instance: dg.DagsterInstance, tenant_id: str, tenant_order: Sequence[str]
 ) -> list[str]:
@@ -480,4 +270,4 @@ def _covers(tags: Mapping[str, str], tenant_id: str, position: Mapping[str, int]
 
 
 def _tenant_of(key: str) -> str:
-    return key.split("|")[_TENANT_PART - 1]
+    return key.split("|")[TENANT_PART - 1]

@@ -25,7 +25,8 @@ from analytics_pipeline.settings import normalize_database_url, redact, same_dat
 _WORK_MEM = re.compile(r"^[1-9][0-9]*(kB|MB|GB)$")
 
 
-class _PostgresResource(dg.ConfigurableResource):
+# The resource is its own value (no `create_resource`): the type argument says so to the checker.
+class _PostgresResource(dg.ConfigurableResource["_PostgresResource"]):
     url: str = Field(
         description=(
             "SQLAlchemy URL of the database, normally from an environment variable "
@@ -131,9 +132,10 @@ class OltpDatabase(_PostgresResource):
                 raise
             # An OLTP that is down now may be back for the step's retries: the refresh itself
             # classifies the error and retries; the role is checked again at the next start.
-            context.log.warning(
-                f"OLTP role preflight skipped, OLTP unreachable: {connection_problem(exc)}"
-            )
+            if context.log is not None:  # Dagster always gives one during a run
+                context.log.warning(
+                    f"OLTP role preflight skipped, OLTP unreachable: {connection_problem(exc)}"
+                )
 
     def preflight(self) -> None:
         """Refuse (production) or warn (elsewhere) when this role can write the product's

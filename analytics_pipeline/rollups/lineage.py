@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.sql import elements, functions, selectable, visitors
@@ -49,7 +50,7 @@ def column_lineage(rollup: Rollup) -> dict[str, set[SourceColumn]]:
 
 
 def _value_refs(
-    expr: sa.ColumnElement, branch: sa.Select, *, aggregated: bool, binding: Binding
+    expr: sa.ColumnElement[Any], branch: sa.Select[Any], *, aggregated: bool, binding: Binding
 ) -> set[SourceColumn]:
     """The OLTP columns one SELECT-list expression of `branch` is computed from."""
     aggregated = aggregated or _has_aggregate(expr)
@@ -70,7 +71,7 @@ def _value_refs(
 
 
 def _column_refs(
-    col: elements.ColumnClause, *, aggregated: bool, binding: Binding
+    col: elements.ColumnClause[Any], *, aggregated: bool, binding: Binding
 ) -> set[SourceColumn]:
     parent = col.table
     if isinstance(parent, sa.Table):
@@ -83,18 +84,23 @@ def _column_refs(
         branches = inner.selects if isinstance(inner, selectable.CompoundSelect) else [inner]
         refs: set[SourceColumn] = set()
         for b in branches:
+            # A rollup's subqueries are SELECTs or UNIONs of SELECTs (nothing nests deeper).
+            select = cast(sa.Select[Any], b)
             refs |= _value_refs(
-                list(b.selected_columns)[position], b, aggregated=aggregated, binding=binding
+                list(select.selected_columns)[position],
+                select,
+                aggregated=aggregated,
+                binding=binding,
             )
         return refs
     return set()  # a literal column, or a column of something that is not a source
 
 
 def _function_column_refs(
-    alias: selectable.TableValuedAlias, col: elements.ColumnClause, binding: Binding
+    alias: selectable.TableValuedAlias, col: elements.ColumnClause[Any], binding: Binding
 ) -> set[SourceColumn]:
     """A column of a function in FROM: unnest(a1, a2, ...) yields column i from argument i."""
-    args = list(alias.element.clauses)
+    args = list(_function(alias).clauses)
     position = list(alias.c).index(col)
     chosen = [args[position]] if len(args) == len(alias.c) else args
     if alias in binding:
@@ -107,15 +113,23 @@ def _function_column_refs(
     return refs
 
 
-def _element(arg: sa.ColumnElement, position: int) -> sa.ColumnElement:
+def _function(alias: selectable.TableValuedAlias) -> functions.FunctionElement[Any]:
+    """The function a table-valued alias in FROM calls (unnest, generate_series)."""
+    # SQLAlchemy types the aliased element as any FROM clause; a TableValuedAlias is always
+    # made by FunctionElement.table_valued().
+    return cast(functions.FunctionElement[Any], alias.element)
+
+
+def _element(arg: sa.ColumnElement[Any], position: int) -> sa.ColumnElement[Any]:
     """Element `position` of an ARRAY[...] constructor; any other argument as a whole."""
     clauses = getattr(arg, "clauses", None)
     if arg.__class__.__name__ == "array" and clauses is not None:
-        return list(clauses)[position]
+        element: sa.ColumnElement[Any] = list(clauses)[position]
+        return element
     return arg
 
 
-def _filter_binding(expr: sa.ColumnElement) -> dict[selectable.TableValuedAlias, int]:
+def _filter_binding(expr: sa.ColumnElement[Any]) -> dict[selectable.TableValuedAlias, int]:
     """FILTER (unnest_col = 'value') pins the unnest's rows to the position of 'value'."""
     found: dict[selectable.TableValuedAlias, int] = {}
     for node in visitors.iterate(expr):
@@ -127,17 +141,19 @@ def _filter_binding(expr: sa.ColumnElement) -> dict[selectable.TableValuedAlias,
                 continue
             if not isinstance(right, elements.BindParameter):
                 continue
-            alias = getattr(left, "table", None)
+            if not isinstance(left, elements.ColumnClause):
+                continue
+            alias = left.table
             if not isinstance(alias, selectable.TableValuedAlias):
                 continue
-            arg = list(alias.element.clauses)[list(alias.c).index(left)]
+            arg = list(_function(alias).clauses)[list(alias.c).index(left)]
             values = getattr(arg, "value", None)
             if isinstance(values, list) and right.value in values:
                 found[alias] = values.index(right.value)
     return found
 
 
-def _selection_refs(branch: sa.Select, binding: Binding) -> set[SourceColumn]:
+def _selection_refs(branch: sa.Select[Any], binding: Binding) -> set[SourceColumn]:
     """Columns of the conditions that select `branch`'s rows, join keys aside."""
     conditions = [c for c in (branch.whereclause,) if c is not None]
     for frm in branch.get_final_froms():
@@ -153,7 +169,7 @@ def _selection_refs(branch: sa.Select, binding: Binding) -> set[SourceColumn]:
     return refs
 
 
-def _join_conditions(frm: sa.FromClause) -> Iterable[sa.ColumnElement]:
+def _join_conditions(frm: sa.FromClause) -> Iterable[sa.ColumnElement[Any]]:
     if isinstance(frm, selectable.Join):
         yield from _join_conditions(frm.left)
         yield from _join_conditions(frm.right)
@@ -161,15 +177,15 @@ def _join_conditions(frm: sa.FromClause) -> Iterable[sa.ColumnElement]:
             yield frm.onclause
 
 
-def _conjuncts(condition: sa.ColumnElement) -> list[sa.ColumnElement]:
+def _conjuncts(condition: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
     if isinstance(condition, elements.BooleanClauseList) and condition.operator is operator.and_:
         return [atom for c in condition.clauses for atom in _conjuncts(c)]
     if isinstance(condition, elements.Grouping):
-        return _conjuncts(condition.element)
+        return _conjuncts(cast(sa.ColumnElement[Any], condition.element))
     return [condition]
 
 
-def _is_join_key(atom: sa.ColumnElement) -> bool:
+def _is_join_key(atom: sa.ColumnElement[Any]) -> bool:
     return (
         getattr(atom, "operator", None) is eq
         and isinstance(getattr(atom, "left", None), elements.ColumnClause)
@@ -177,14 +193,14 @@ def _is_join_key(atom: sa.ColumnElement) -> bool:
     )
 
 
-def _has_aggregate(expr: sa.ColumnElement) -> bool:
+def _has_aggregate(expr: sa.ColumnElement[Any]) -> bool:
     return any(
         isinstance(n, functions.FunctionElement) and getattr(n, "name", None) in _AGGREGATES
         for n in visitors.iterate(expr)
     )
 
 
-def _is_padding(expr: sa.ColumnElement) -> bool:
+def _is_padding(expr: sa.ColumnElement[Any]) -> bool:
     """A constant 0 or NULL: what a UNION branch puts in the measures it does not compute."""
     while isinstance(expr, elements.Label):
         expr = expr.element

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
+from analytics_pipeline.rollups.schema import contract_columns
 from analytics_pipeline.rollups.sql import Windows
-from analytics_pipeline.warehouse.metadata import contract_columns
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,16 @@ class Reconciliation:
     `indexed` says the product has an index on (tenant_id, timestamp): the count is then one
     index-only probe per (tenant, day), far cheaper than grouping the rows again; otherwise the
     rows are grouped by day. `where` narrows the rows (e.g. invoices that are not void).
+
+    `column` is the table's column whose sum over a partition's rows must equal that count
+    (e.g. `sent` for the emails sent); None means the partition's number of rows must.
     """
 
     source: sa.Table
     timestamp: str
     indexed: bool = False
     where: Callable[[sa.Table], sa.ColumnElement[bool]] | None = None
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,13 @@ COMPLIANCE_RECORDS = Retention(
 )
 
 
-REPLACE = "replace"
-APPEND_ONLY = "append_only"
+class WriteMode(enum.StrEnum):
+    """How a refresh writes a table's partitions (the value is what the UI's metadata shows)."""
+
+    # Delete the run's partitions and write them anew.
+    REPLACE = "replace"
+    # Only insert rows whose grain is not there yet; never delete or update (the audit log).
+    APPEND_ONLY = "append_only"
 
 
 @dataclass(frozen=True)
@@ -103,35 +114,37 @@ class Rollup:
     `select` receives the run's partition windows and returns a SELECT whose columns are the
     table's contract columns, in table order, restricted to rows inside those windows.
 
-    `write_mode` REPLACE deletes the run's partitions and writes them anew; APPEND_ONLY (for the
-    audit log) only inserts rows whose grain is not there yet, and never deletes or updates.
+    `write_mode` is a `WriteMode`: REPLACE deletes the run's partitions and writes them anew;
+    APPEND_ONLY (for the audit log) only inserts rows whose grain is not there yet, and never
+    deletes or updates.
 
     `retention` (required) is how long partitions are kept; see `Retention`.
 
     `reconciliation` counts, independently of `select`, the source rows each partition of the
-    windows summarises. After writing, the sum of `reconciled_column`
-    over each partition's rows must equal n (or, with `reconciled_column` None, the number of
-    rows must; in APPEND_ONLY mode it must be at least n, since rows are kept).
+    windows summarises. After writing, the sum of `reconciliation.column` over each partition's
+    rows must equal n (or, with `column` None, the number of rows must; in APPEND_ONLY mode it
+    must be at least n, since rows are kept).
     """
 
     table: sa.Table
     sources: tuple[sa.Table, ...]
-    select: Callable[[Windows], sa.Select]
+    select: Callable[[Windows], sa.Select[Any]]
     description: str
     group: str
     invariants: tuple[Invariant, ...] = field(default=())
     reconciliation: Reconciliation | None = None
-    reconciled_column: str | None = None
-    write_mode: str = REPLACE
+    write_mode: WriteMode = WriteMode.REPLACE
     tracks: tuple[ChangeTracking, ...] = ()
     retention: Retention | None = None
 
     @property
     def name(self) -> str:
+        """The table's name, which is also the asset's (see names.table_key)."""
         return self.table.name
 
     @property
-    def output_columns(self) -> list[sa.Column]:
+    def output_columns(self) -> list[sa.Column[Any]]:
+        """The columns the SELECT produces, in table order (the contract columns)."""
         return contract_columns(self.table)
 
     def __post_init__(self) -> None:
@@ -145,10 +158,14 @@ class Rollup:
             )
         if self.retention is None:
             raise TypeError(f"rollup {self.name}: declare its retention (Retention(months=...))")
-        if self.write_mode not in (REPLACE, APPEND_ONLY):
-            raise TypeError(f"rollup {self.name}: unknown write_mode {self.write_mode!r}")
-        if self.reconciled_column is not None and self.reconciled_column not in expected:
+        if not isinstance(self.write_mode, WriteMode):
             raise TypeError(
-                f"rollup {self.name}: reconciled_column {self.reconciled_column!r} is not a "
-                "column of the table"
+                f"rollup {self.name}: write_mode {self.write_mode!r} is not a WriteMode; use "
+                f"one of {', '.join(f'WriteMode.{m.name}' for m in WriteMode)}"
+            )
+        column = self.reconciliation.column if self.reconciliation is not None else None
+        if column is not None and column not in expected:
+            raise TypeError(
+                f"rollup {self.name}: reconciliation column {column!r} is not a column of the "
+                f"table (its columns: {', '.join(expected)})"
             )

@@ -8,6 +8,8 @@ database created from the contract file, so a drift is caught there and not in p
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import INET, JSONB
 
@@ -16,7 +18,7 @@ metadata = sa.MetaData()
 TS = sa.TIMESTAMP(timezone=True)
 
 
-def _table(name: str, *columns: sa.Column, description: str) -> sa.Table:
+def _table(name: str, *columns: sa.Column[Any], description: str) -> sa.Table:
     return sa.Table(name, metadata, *columns, comment=description)
 
 

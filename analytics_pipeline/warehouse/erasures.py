@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from analytics_pipeline.warehouse.metadata import metadata
+from analytics_pipeline.rollups.schema import metadata
 
 TS = sa.TIMESTAMP(timezone=True)
 

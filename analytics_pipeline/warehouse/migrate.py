@@ -13,15 +13,16 @@ All of it runs in one transaction under an advisory lock, so concurrent callers 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from analytics_pipeline.errors import SchemaError
+from analytics_pipeline.rollups.schema import SCHEMA
+from analytics_pipeline.rollups.spec import Rollup
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.warehouse.erasures import create_erasures, erasures
-from analytics_pipeline.warehouse.metadata import SCHEMA
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,10 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def olap_tables() -> list[sa.Table]:
-    """Every OLAP table the pipeline owns (all registered rollups, and the erasure records)."""
-    return [*(r.table for r in REGISTRY), erasures]
+def olap_tables(rollups: Sequence[Rollup] = REGISTRY) -> list[sa.Table]:
+    """Every OLAP table the pipeline owns: the tables of `rollups` (by default every registered
+    one), and the erasure records."""
+    return [*(r.table for r in rollups), erasures]
 
 
 _LOCK_KEY = 0x616E616C  # arbitrary, fixed: "anal" in ASCII
@@ -53,8 +55,9 @@ _migrations = sa.Table(
 )
 
 
-def upgrade(conn: sa.Connection) -> list[str]:
-    """Bring the schema to the current definitions; return what was done, one line per change."""
+def upgrade(conn: sa.Connection, rollups: Sequence[Rollup] = REGISTRY) -> list[str]:
+    """Bring the schema to the current definitions of `rollups` (by default every registered
+    table); return what was done, one line per change."""
     done: list[str] = []
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
     conn.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
@@ -72,11 +75,11 @@ def upgrade(conn: sa.Connection) -> list[str]:
             sa.insert(_migrations).values(version=step.version, description=step.description)
         )
     existing = set(sa.inspect(conn).get_table_names(schema=SCHEMA))
-    for table in olap_tables():
+    for table in olap_tables(rollups):
         if table.name not in existing:
             table.create(conn)
             done.append(f"created {SCHEMA}.{table.name}")
-    verify(conn)
+    verify(conn, rollups)
     return done
 
 
@@ -90,11 +93,11 @@ def upgrade_database(url: sa.URL) -> list[str]:
         engine.dispose()
 
 
-def verify(conn: sa.Connection) -> None:
+def verify(conn: sa.Connection, rollups: Sequence[Rollup] = REGISTRY) -> None:
     """Raise SchemaError unless every OLAP table exists with its defined columns and types."""
     inspector = sa.inspect(conn)
     existing = set(inspector.get_table_names(schema=SCHEMA))
-    for table in olap_tables():
+    for table in olap_tables(rollups):
         if table.name not in existing:
             raise SchemaError(
                 f"table {SCHEMA}.{table.name} does not exist in the OLAP database. Run "

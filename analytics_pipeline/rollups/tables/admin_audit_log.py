@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import INET, JSONB
 
+from analytics_pipeline.rollups.schema import olap_table
 from analytics_pipeline.rollups.spec import (
-    APPEND_ONLY,
     COMPLIANCE_RECORDS,
     ChangeTracking,
     Invariant,
     Reconciliation,
     Rollup,
+    WriteMode,
 )
 from analytics_pipeline.rollups.sql import Windows, utc_day
 from analytics_pipeline.sources.tables import admin_actions
-from analytics_pipeline.warehouse.metadata import olap_table
 
 A = admin_actions
 TS = sa.TIMESTAMP(timezone=True)
@@ -48,7 +50,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     return sa.select(
         A.c.tenant_id,
         utc_day(A.c.occurred_at).label("date"),
@@ -76,7 +78,7 @@ ADMIN_AUDIT_LOG = Rollup(
         "day it occurred. Append-only: a refresh adds actions it has not copied yet and never "
         "changes or deletes a row already there, even if the source row changed or vanished."
     ),
-    write_mode=APPEND_ONLY,
+    write_mode=WriteMode.APPEND_ONLY,
     invariants=(
         Invariant(
             "filed_on_its_day",
@@ -84,8 +86,8 @@ ADMIN_AUDIT_LOG = Rollup(
             "date is the UTC day of occurred_at",
         ),
     ),
+    # Rows, not a sum (column None): every source action of the partition is present.
     reconciliation=Reconciliation(admin_actions, "occurred_at", indexed=True),
-    reconciled_column=None,  # rows, not a sum: every source action of the partition is present
     tracks=(ChangeTracking(admin_actions, day_of=("occurred_at",), changed_at="recorded_at"),),
     retention=COMPLIANCE_RECORDS,
 )

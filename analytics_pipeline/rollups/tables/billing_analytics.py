@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
+from analytics_pipeline.rollups.schema import count_column, key_column, money_column, olap_table
 from analytics_pipeline.rollups.spec import (
     FINANCIAL_RECORDS,
     ChangeTracking,
@@ -11,9 +14,8 @@ from analytics_pipeline.rollups.spec import (
     Reconciliation,
     Rollup,
 )
-from analytics_pipeline.rollups.sql import Windows, utc_day
+from analytics_pipeline.rollups.sql import ONE_DAY, Windows, utc_day, window_days
 from analytics_pipeline.sources.tables import invoices, subscriptions
-from analytics_pipeline.warehouse.metadata import count_column, key_column, money_column, olap_table
 
 MEASURES = (
     "invoices_issued",
@@ -47,12 +49,18 @@ table = olap_table(
     "the day, and recurring revenue and seats at the day's end.",
 )
 
-_ZERO = sa.literal_column("0")
+_ZERO: sa.ColumnElement[int] = sa.literal_column("0")
 
 
-def _events(ts: sa.Column, measure: str, amount: sa.ColumnElement, w: Windows, *where) -> sa.Select:
+def _events(
+    ts: sa.Column[Any],
+    measure: str,
+    amount: sa.ColumnElement[Any],
+    w: Windows,
+    *where: sa.ColumnElement[bool],
+) -> sa.Select[Any]:
     """One row per invoice event on a day: its amount in `measure`, zeros elsewhere."""
-    values = {m: _ZERO for m in MEASURES}
+    values: dict[str, sa.ColumnElement[Any]] = {m: _ZERO for m in MEASURES}
     values[measure] = amount
     if measure == "invoiced_cents":
         values["invoices_issued"] = sa.literal_column("1")
@@ -68,16 +76,10 @@ def _events(ts: sa.Column, measure: str, amount: sa.ColumnElement, w: Windows, *
     )
 
 
-def _subscription_days(w: Windows) -> sa.Select:
+def _subscription_days(w: Windows) -> sa.Select[Any]:
     """Each subscription active at the end of each day of the window: its MRR and seats."""
-    day = (
-        sa.func.generate_series(
-            w.c.starts_at, w.c.ends_at - sa.text("interval '1 day'"), sa.text("interval '1 day'")
-        )
-        .table_valued(sa.column("day_start", sa.TIMESTAMP(True)))
-        .render_derived(name="d")
-    )
-    day_end = day.c.day_start + sa.text("interval '1 day'")
+    day = window_days(w)
+    day_end = day.c.day_start + ONE_DAY
     s = subscriptions
     values = {m: _ZERO for m in MEASURES}
     values["mrr_cents"] = s.c.mrr_cents
@@ -99,7 +101,7 @@ def _subscription_days(w: Windows) -> sa.Select:
     )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     inv = invoices
     rows = sa.union_all(
         _events(inv.c.issued_at, "invoiced_cents", inv.c.amount_cents, w, inv.c.status != "void"),
@@ -139,8 +141,12 @@ BILLING_ANALYTICS = Rollup(
             "a row exists only when one of the six measures is non-zero",
         ),
     ),
-    reconciliation=Reconciliation(invoices, "issued_at", where=lambda inv: inv.c.status != "void"),
-    reconciled_column="invoices_issued",
+    reconciliation=Reconciliation(
+        invoices,
+        "issued_at",
+        where=lambda inv: inv.c.status != "void",
+        column="invoices_issued",
+    ),
     tracks=(
         ChangeTracking(invoices, day_of=("issued_at", "paid_at", "refunded_at")),
         # A subscription's MRR counts on every day it is active: a change touches them all.

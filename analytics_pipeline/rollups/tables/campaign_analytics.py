@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 
+from analytics_pipeline.rollups.schema import count_column, key_column, olap_table
 from analytics_pipeline.rollups.spec import (
     PRODUCT_ANALYTICS,
     ChangeTracking,
@@ -13,7 +17,6 @@ from analytics_pipeline.rollups.spec import (
 )
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.sources.tables import emails
-from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table
 
 # The eight outcome counts of an email set, shared with sequence_step_analytics.
 EMAIL_OUTCOMES = (
@@ -36,15 +39,21 @@ EMAIL_OUTCOMES = (
 )
 
 
-def email_outcome_columns() -> list[sa.Column]:
+def email_outcome_columns() -> list[sa.Column[Any]]:
+    """The outcome count columns, as the campaign and step tables both declare them."""
     return [count_column(name, doc) for name, doc, _ in EMAIL_OUTCOMES]
 
 
-def email_outcome_counts() -> list[sa.Label]:
+def email_outcome_counts() -> list[sa.Label[int]]:
+    """The outcome counts, in column order, over the emails of a group."""
     return [
         count_all(name) if cond is None else count_where(cond, name)
         for name, _, cond in EMAIL_OUTCOMES
     ]
+
+
+def _at_most_sent(name: str) -> Callable[[sa.Table], sa.ColumnElement[bool]]:
+    return lambda t: t.c[name] <= t.c.sent
 
 
 # Every outcome counts a subset of the emails sent: none can exceed `sent`, none is negative.
@@ -55,7 +64,7 @@ EMAIL_OUTCOME_INVARIANTS = (
         "every count >= 0",
     ),
     *(
-        Invariant(f"{name}_le_sent", lambda t, n=name: t.c[n] <= t.c.sent, f"{name} <= sent")
+        Invariant(f"{name}_le_sent", _at_most_sent(name), f"{name} <= sent")
         for name, _, cond in EMAIL_OUTCOMES
         if cond is not None
     ),
@@ -63,8 +72,9 @@ EMAIL_OUTCOME_INVARIANTS = (
 
 
 # Sent emails per (tenant, day), counted apart from any rollup's grouping and joins, with one
-# probe per day of the product's (tenant_id, sent_at) index.
-EMAILS_SENT = Reconciliation(emails, "sent_at", indexed=True)
+# probe per day of the product's (tenant_id, sent_at) index; the campaign, step and mailbox
+# tables each sum them in their `sent` column.
+EMAILS_SENT = Reconciliation(emails, "sent_at", indexed=True, column="sent")
 
 
 # Late opens, replies, bounces and status changes touch updated_at and change the sent day.
@@ -79,7 +89,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     day = utc_day(emails.c.sent_at)
     return (
         sa.select(
@@ -103,7 +113,6 @@ CAMPAIGN_ANALYTICS = Rollup(
     ),
     invariants=EMAIL_OUTCOME_INVARIANTS,
     reconciliation=EMAILS_SENT,
-    reconciled_column="sent",
     tracks=(EMAILS_BY_SENT_DAY,),
     retention=PRODUCT_ANALYTICS,
 )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from analytics_pipeline.rollups.schema import count_column, key_column, olap_table
 from analytics_pipeline.rollups.spec import (
     PRODUCT_ANALYTICS,
     ChangeTracking,
@@ -15,7 +18,6 @@ from analytics_pipeline.rollups.spec import (
 )
 from analytics_pipeline.rollups.sql import Windows, count_where, utc_day
 from analytics_pipeline.sources.tables import leads
-from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table
 
 # (output column, the lead timestamp it counts, description)
 MILESTONES = (
@@ -47,7 +49,7 @@ def milestones_relation() -> sa.TableValuedAlias:
     )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     ev = milestones_relation()
     day = utc_day(ev.c.at)
     # A function in FROM may refer to earlier FROM items (implicit LATERAL): each lead fans out
@@ -88,8 +90,7 @@ LEAD_ANALYTICS = Rollup(
         ),
     ),
     # The product has no index on leads.created_at: the leads are grouped by day instead.
-    reconciliation=Reconciliation(leads, "created_at"),
-    reconciled_column="leads_created",
+    reconciliation=Reconciliation(leads, "created_at", column="leads_created"),
     tracks=(ChangeTracking(leads, day_of=tuple(ts.name for _, ts, _ in MILESTONES)),),
     retention=PRODUCT_ANALYTICS,
 )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
+from analytics_pipeline.rollups.schema import count_column, key_column, olap_table, ratio_column
 from analytics_pipeline.rollups.spec import PRODUCT_ANALYTICS, Invariant, Rollup
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.rollups.tables.campaign_analytics import EMAILS_BY_SENT_DAY, EMAILS_SENT
 from analytics_pipeline.sources.tables import emails, mailboxes
-from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table, ratio_column
 
 table = olap_table(
     "mailbox_analytics",
@@ -37,7 +39,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     e = emails
     day = utc_day(e.c.sent_at)
     sent = sa.func.count()
@@ -114,7 +116,6 @@ MAILBOX_ANALYTICS = Rollup(
         ),
     ),
     reconciliation=EMAILS_SENT,
-    reconciled_column="sent",
     tracks=(EMAILS_BY_SENT_DAY,),
     retention=PRODUCT_ANALYTICS,
 )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
+from analytics_pipeline.rollups.schema import key_column, olap_table
 from analytics_pipeline.rollups.spec import PRODUCT_ANALYTICS, Rollup
 from analytics_pipeline.rollups.sql import Windows, utc_day
 from analytics_pipeline.rollups.tables.campaign_analytics import (
@@ -14,7 +17,6 @@ from analytics_pipeline.rollups.tables.campaign_analytics import (
     email_outcome_counts,
 )
 from analytics_pipeline.sources.tables import emails, sequence_steps
-from analytics_pipeline.warehouse.metadata import key_column, olap_table
 
 table = olap_table(
     "sequence_step_analytics",
@@ -36,7 +38,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     day = utc_day(emails.c.sent_at)
     # LEFT JOIN: an email without a step (or whose step row is missing) still counts, with
     # step_number NULL; an inner join would silently drop it.
@@ -76,7 +78,6 @@ SEQUENCE_STEP_ANALYTICS = Rollup(
     ),
     invariants=EMAIL_OUTCOME_INVARIANTS,
     reconciliation=EMAILS_SENT,
-    reconciled_column="sent",
     tracks=(EMAILS_BY_SENT_DAY,),
     retention=PRODUCT_ANALYTICS,
 )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
+from analytics_pipeline.rollups.schema import count_column, key_column, olap_table, ratio_column
 from analytics_pipeline.rollups.spec import (
     DELIVERABILITY_OPERATIONS,
     ChangeTracking,
@@ -13,7 +16,6 @@ from analytics_pipeline.rollups.spec import (
 )
 from analytics_pipeline.rollups.sql import Windows, count_all, count_where, utc_day
 from analytics_pipeline.sources.tables import warmup_emails
-from analytics_pipeline.warehouse.metadata import count_column, key_column, olap_table, ratio_column
 
 W = warmup_emails
 PLACEMENTS = ("inbox", "spam", "promotions", "missing")
@@ -40,7 +42,7 @@ table = olap_table(
 )
 
 
-def select(w: Windows) -> sa.Select:
+def select(w: Windows) -> sa.Select[Any]:
     day = utc_day(W.c.sent_at)
     placed = sa.func.count() - sa.func.count().filter(W.c.landed_in.is_(None))
     inbox = sa.func.count().filter(W.c.landed_in == "inbox")
@@ -103,8 +105,7 @@ WARMUP_ANALYTICS = Rollup(
             "rescued_from_spam <= warmup_sent",
         ),
     ),
-    reconciliation=Reconciliation(warmup_emails, "sent_at", indexed=True),
-    reconciled_column="warmup_sent",
+    reconciliation=Reconciliation(warmup_emails, "sent_at", indexed=True, column="warmup_sent"),
     tracks=(ChangeTracking(warmup_emails, day_of=("sent_at",)),),
     retention=DELIVERABILITY_OPERATIONS,
 )

@@ -6,6 +6,8 @@ column descriptions the Dagster UI shows, so both always say the same thing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 SCHEMA = "analytics"
@@ -20,19 +22,21 @@ metadata = sa.MetaData(schema=SCHEMA)
 BOOKKEEPING_COLUMNS = ("refreshed_at", "refreshed_by_run")
 
 
-def count_column(name: str, comment: str) -> sa.Column:
+def count_column(name: str, comment: str) -> sa.Column[Any]:
     return sa.Column(name, sa.BigInteger, nullable=False, comment=comment)
 
 
-def money_column(name: str, comment: str) -> sa.Column:
+def money_column(name: str, comment: str) -> sa.Column[Any]:
     return sa.Column(name, sa.BigInteger, nullable=False, comment=comment)
 
 
-def ratio_column(name: str, comment: str) -> sa.Column:
+def ratio_column(name: str, comment: str) -> sa.Column[Any]:
     return sa.Column(name, sa.Numeric, nullable=True, comment=comment)
 
 
-def key_column(name: str, comment: str, type_: sa.types.TypeEngine | None = None) -> sa.Column:
+def key_column(
+    name: str, comment: str, type_: sa.types.TypeEngine[Any] | None = None
+) -> sa.Column[Any]:
     """A grain column beyond tenant and date; NULL is a value of its own (one row for all NULLs)."""
     return sa.Column(name, type_ if type_ is not None else sa.Text, nullable=True, comment=comment)
 
@@ -40,8 +44,8 @@ def key_column(name: str, comment: str, type_: sa.types.TypeEngine | None = None
 def olap_table(
     name: str,
     *,
-    grain: list[sa.Column],
-    columns: list[sa.Column],
+    grain: list[sa.Column[Any]],
+    columns: list[sa.Column[Any]],
     comment: str,
 ) -> sa.Table:
     """Declare `analytics.<name>` with grain (tenant_id, date, *grain) unique, NULLs equal."""
@@ -77,6 +81,6 @@ def olap_table(
     )
 
 
-def contract_columns(table: sa.Table) -> list[sa.Column]:
+def contract_columns(table: sa.Table) -> list[sa.Column[Any]]:
     """The columns a rollup's SELECT produces: everything but the bookkeeping columns."""
     return [c for c in table.columns if c.name not in BOOKKEEPING_COLUMNS]
