@@ -28,6 +28,8 @@ with stock storage.
     .venv/bin/python -u bench/production_scale.py --full-rebuild       # plus (3)
     .venv/bin/python -u bench/production_scale.py --tenants 20 --days 60 --range-days 10 \\
         --repeat 1                                                      # a quick run
+    .venv/bin/python -u bench/production_scale.py --paths range --storages project
+                                                      # the project's storage only (no baseline)
 
 The OLTP database (ap_bench_scale_oltp_<tenants>x<days>) is kept for the next run (reloaded on
 another day: its last day is today); the Dagster databases (ap_bench_scale_<path>_<storage>)
@@ -80,6 +82,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--run-timeout", type=float, default=7200, help="seconds to wait for the run in (2)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the Dagster databases")
+    parser.add_argument(
+        "--storages",
+        default=",".join(STORAGES),
+        help="comma list of project,stock (default both: stock is the baseline)",
+    )
     args = parser.parse_args(argv)
     chosen = {NUMBERED.get(p.strip(), p.strip()) for p in args.paths.split(",") if p.strip()}
     unknown = chosen - set(PATHS)
@@ -92,6 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--range-days must be between 1 and --days")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    storages = [s.strip() for s in args.storages.split(",") if s.strip()]
+    if not storages or set(storages) - set(STORAGES):
+        parser.error(f"--storages: choose from {', '.join(STORAGES)}")
+    args.storages = [s for s in STORAGES if s in storages]
     return args
 
 
@@ -172,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 "burst": bench.burst,
             }[path]
             for i in range(args.repeat if path in REPEATED else 1):
-                for storage in STORAGES:
+                for storage in args.storages:
                     print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {path} #{i + 1} on {storage}")
                     try:
                         measure = run(storage)
@@ -206,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print("full rebuild (all seven tables, all tenants x all days):")
         table({"rebuild": medians["rebuild"]})
         details({"rebuild": medians["rebuild"]})
-    wanted = sum((args.repeat if p in REPEATED else 1) * len(STORAGES) for p in args.chosen)
+    wanted = sum((args.repeat if p in REPEATED else 1) * len(args.storages) for p in args.chosen)
     got = sum(len(ms) for by_storage in results.values() for ms in by_storage.values())
     if got < wanted:
         print(f"{wanted - got} of {wanted} measurement(s) FAILED (see above)")

@@ -25,7 +25,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
@@ -75,7 +75,8 @@ def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
         pid = data.metadata.get("pid") if data is not None and data.metadata else None
         if pid is not None:
             try:
-                return int(pid.value)
+                # Dagster records the pid as an int metadata value; anything else is not a pid.
+                return int(cast("int", pid.value))
             except (TypeError, ValueError):
                 return None
     return None

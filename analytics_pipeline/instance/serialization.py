@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 from dagster._core.events import AssetMaterializationPlannedData, StepMaterializationData
@@ -55,12 +55,14 @@ def _materialization_probe(data: StepMaterializationData) -> tuple[Any, _Extract
             },
         )
     )
-    rest = data._replace(materialization=None)
+    # The fields other than the materialization, compared by blanking it (the NamedTuple's
+    # annotation says it is never None; only this comparison makes it so).
+    rest = data._replace(materialization=None)  # type: ignore[arg-type]
 
     def extract(other: Any) -> list[object] | None:
         if (
             type(other) is not StepMaterializationData
-            or other._replace(materialization=None) != rest
+            or other._replace(materialization=None) != rest  # type: ignore[arg-type]
         ):
             return None
         m = other.materialization
@@ -77,7 +79,8 @@ def _materialization_probe(data: StepMaterializationData) -> tuple[Any, _Extract
         return [
             str(m.partition),
             *(str(tags[k]) for k in tag_keys),
-            *(int(m.metadata[k].value) for k in meta_keys),
+            # IntMetadataValue (checked above): its value is an int.
+            *(int(cast("int", m.metadata[k].value)) for k in meta_keys),
         ]
 
     return probe, extract
