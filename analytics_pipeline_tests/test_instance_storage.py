@@ -179,10 +179,7 @@ def _status(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> dict[str, s
             "failed": value.deserialize_failed_partition_subsets,
             "in progress": value.deserialize_in_progress_partition_subsets,
         }
-        return {
-            name: set(get(partitions).get_partition_keys())
-            for name, get in subsets.items()
-        }
+        return {name: set(get(partitions).get_partition_keys()) for name, get in subsets.items()}
 
 
 @pytest.fixture
