@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 # In-process tests use fixed 2026 dates: pin the date dimension's start before anything defines
 # the partitions, whatever a developer's own demo recorded in ./.analytics_pipeline (see
@@ -118,6 +119,27 @@ def clean_instance(instance: dg.DagsterInstance) -> dg.DagsterInstance:
     for key in instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME):
         instance.delete_dynamic_partition(TENANTS_PARTITIONS_NAME, key)
     return instance
+
+
+@pytest.fixture
+def fresh_instance_home(
+    databases: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str, str], tuple[str, Path]]:
+    """A factory: `(dagster_yaml, name)` -> (database URL, home) of a Dagster instance of that
+    yaml on a new database of its own (DAGSTER_PG_URL points at it for the rest of the test)."""
+
+    def make(yaml: str, name: str) -> tuple[str, Path]:
+        url = databases.create(name)
+        monkeypatch.setenv(
+            "DAGSTER_PG_URL",
+            sa.make_url(url).set(drivername="postgresql+psycopg2").render_as_string(False),
+        )
+        home = tmp_path / name
+        home.mkdir()
+        (home / "dagster.yaml").write_text(yaml)
+        return url, home
+
+    return make
 
 
 @pytest.fixture

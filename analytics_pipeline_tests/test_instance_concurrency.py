@@ -12,27 +12,24 @@ from __future__ import annotations
 import hashlib
 import inspect
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
-from analytics_pipeline_tests.testbed import Databases, wait_until
+from analytics_pipeline_tests.testbed import STOCK_DAGSTER_YAML, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-STOCK = """
-storage:
-  postgres:
-    postgres_url:
-      env: DAGSTER_PG_URL
+STOCK = (
+    STOCK_DAGSTER_YAML
+    + """
 concurrency:
   pools:
     default_limit: 2
-telemetry:
-  enabled: false
 """
+)
 # Dagster 1.13.27's method that instance/concurrency.py replaces. A new source means Dagster
 # changed it: read the new one, and drop the override if the race is fixed there.
 STOCK_SOURCE_SHA256 = "6d44fe17c895aa2967a08ba788d0ba6b35d7c2488e31dbab20dbcfcb2d2c0d7d"
@@ -58,16 +55,9 @@ def _waiting_on_a_lock(engine: sa.Engine) -> int:
 
 
 def _claim_while_another_run_creates_the_row(
-    yaml: str, databases: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+    yaml: str, fresh_instance_home: Callable[[str, str], tuple[str, Path]], name: str
 ) -> tuple[BaseException | None, list[tuple[str, int]], int]:
-    url = databases.create(name)
-    monkeypatch.setenv(
-        "DAGSTER_PG_URL",
-        sa.make_url(url).set(drivername="postgresql+psycopg2").render_as_string(False),
-    )
-    home = tmp_path / name
-    home.mkdir()
-    (home / "dagster.yaml").write_text(yaml)
+    url, home = fresh_instance_home(yaml, name)
     engine = sa.create_engine(url)
     outcome: list[BaseException | None] = []
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -111,25 +101,21 @@ def _claim_while_another_run_creates_the_row(
     return outcome[0], limits, slots
 
 
-def test_a_claim_racing_another_runs_first_claim_succeeds(
-    databases: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_a_claim_racing_another_runs_first_claim_succeeds(fresh_instance_home):
     """On the project's storage the losing claim succeeds and the pool has its 2 slots."""
     error, limits, slots = _claim_while_another_run_creates_the_row(
-        (ROOT / "dagster.yaml").read_text(), databases, tmp_path, monkeypatch, "pool_ours"
+        (ROOT / "dagster.yaml").read_text(), fresh_instance_home, "pool_ours"
     )
     assert error is None, repr(error)
     assert limits == [("oltp", 2)]
     assert slots == 2
 
 
-def test_on_stock_storage_the_same_claim_fails(
-    databases: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_on_stock_storage_the_same_claim_fails(fresh_instance_home):
     """The bug the override exists for, on Dagster's own storage: the claim that lost the race
     fails on its aborted transaction. If this starts passing, Dagster fixed it."""
     error, limits, _ = _claim_while_another_run_creates_the_row(
-        STOCK, databases, tmp_path, monkeypatch, "pool_stock"
+        STOCK, fresh_instance_home, "pool_stock"
     )
     assert error is not None
     assert "InFailedSqlTransaction" in repr(error) or "aborted" in str(error), repr(error)

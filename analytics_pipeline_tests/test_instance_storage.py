@@ -29,17 +29,10 @@ from analytics_pipeline.partitions import (
     range_tags,
     tenant_daily_partitions,
 )
-from analytics_pipeline_tests.testbed import TEST_SIZE, Databases, truncate_olap
+from analytics_pipeline_tests.testbed import STOCK_DAGSTER_YAML, TEST_SIZE, truncate_olap
 
 ROOT = Path(__file__).resolve().parents[1]
-STOCK = """
-storage:
-  postgres:
-    postgres_url:
-      env: DAGSTER_PG_URL
-telemetry:
-  enabled: false
-"""
+STOCK = STOCK_DAGSTER_YAML
 FIRST = TenantDay("tenant-001", dt.date(2026, 3, 20))
 LAST = TenantDay("tenant-003", dt.date(2026, 3, 26))
 ASSETS = [
@@ -100,21 +93,12 @@ def _stored(url: str, run_id: str) -> dict[str, list]:
 
 
 @pytest.fixture
-def run_on(defs, olap, databases: Databases, tmp_path: Path, monkeypatch):
+def run_on(defs, olap, fresh_instance_home):
     """Runs the same range run, on empty OLAP tables, on a fresh instance of a dagster.yaml."""
 
     def run(yaml: str, name: str) -> tuple[str, str]:
         truncate_olap(olap)
-        url = databases.create(name)
-        monkeypatch.setenv(
-            "DAGSTER_PG_URL",
-            sa.make_url(url)
-            .set(drivername="postgresql+psycopg2")
-            .render_as_string(hide_password=False),
-        )
-        home = tmp_path / name
-        home.mkdir()
-        (home / "dagster.yaml").write_text(yaml)
+        url, home = fresh_instance_home(yaml, name)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             add_tenants(instance, TEST_SIZE.tenant_ids())
             result = defs.resolve_job_def("refresh_analytics").execute_in_process(
@@ -183,22 +167,13 @@ def _status(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> dict[str, s
 
 
 @pytest.fixture
-def statuses_on(defs, olap, databases: Databases, tmp_path: Path, monkeypatch):
+def statuses_on(defs, olap, fresh_instance_home):
     """The partition status after each step of a run's life, on a fresh instance of a yaml:
     planned (run not started), that run failed, then a smaller range run that succeeds."""
 
     def statuses(yaml: str, name: str) -> list[dict[str, set[str]]]:
         truncate_olap(olap)
-        url = databases.create(name)
-        monkeypatch.setenv(
-            "DAGSTER_PG_URL",
-            sa.make_url(url)
-            .set(drivername="postgresql+psycopg2")
-            .render_as_string(hide_password=False),
-        )
-        home = tmp_path / name
-        home.mkdir()
-        (home / "dagster.yaml").write_text(yaml)
+        _, home = fresh_instance_home(yaml, name)
         job = defs.resolve_job_def("refresh_analytics")
         seen = []
         with dg.DagsterInstance.from_config(str(home)) as instance:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -325,13 +326,13 @@ print(json.dumps(out))
 """
 
 
-def test_loading_the_definitions_refuses_each_bad_value(tmp_path):
-    """In a real process, as Dagster's code server loads the module."""
+def _python_result(script: str, home: Path, extra: dict[str, str], *args: str) -> Any:
+    """Run `script` in a fresh interpreter with none of the declared variables set but `extra`
+    (and the state home `home`); the JSON its last line prints."""
     env = {k: v for k, v in os.environ.items() if k not in {v.name for v in VARIABLES}}
-    env["ANALYTICS_PIPELINE_HOME"] = str(tmp_path)
-    cases = [(name, raw) for name, raw, _, _ in BAD_VALUES]
+    env |= {"ANALYTICS_PIPELINE_HOME": str(home), **extra}
     done = subprocess.run(
-        [sys.executable, "-c", _LOAD_EACH, json.dumps(cases)],
+        [sys.executable, "-c", script, *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -339,7 +340,13 @@ def test_loading_the_definitions_refuses_each_bad_value(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    outcomes = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_loading_the_definitions_refuses_each_bad_value(tmp_path):
+    """In a real process, as Dagster's code server loads the module."""
+    cases = [(name, raw) for name, raw, _, _ in BAD_VALUES]
+    outcomes = _python_result(_LOAD_EACH, tmp_path, {}, json.dumps(cases))
     for (name, _, shown, form), (kind, message) in zip(BAD_VALUES, outcomes, strict=True):
         assert kind == "ConfigurationError", (name, kind, message)
         assert name in message and shown in message and form in message, message
@@ -403,22 +410,14 @@ def test_importing_reads_no_setting_and_building_reads_them_all(tmp_path):
     """Settings are resolved when the Definitions are built, never at import (issue: structure):
     with a bad start date and a bad count set, every module of the package imports; building
     refuses them; with a good start date, every OLAP asset's date dimension starts there."""
-    env = {k: v for k, v in os.environ.items() if k not in {v.name for v in VARIABLES}}
-    env |= {
-        "ANALYTICS_PIPELINE_HOME": str(tmp_path),
-        "ANALYTICS_PARTITIONS_START": "the first of March",
-        "ANALYTICS_TENANTS_PER_RUN": "two hundred",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _IMPORT_THEN_BUILD],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    outcome = _python_result(
+        _IMPORT_THEN_BUILD,
+        tmp_path,
+        {
+            "ANALYTICS_PARTITIONS_START": "the first of March",
+            "ANALYTICS_TENANTS_PER_RUN": "two hundred",
+        },
     )
-    assert done.returncode == 0, done.stderr
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["modules"] > 50
     assert outcome["refused"].startswith("ConfigurationError: ANALYTICS_PARTITIONS_START")
     assert "'the first of March'" in outcome["refused"]

@@ -51,6 +51,17 @@ T = TypeVar("T")
 # -- Databases on the test server ---------------------------------------------------------------
 
 
+# Dagster's stock dagster-postgres storage: the baseline the project's storage is compared with.
+STOCK_DAGSTER_YAML = """
+storage:
+  postgres:
+    postgres_url:
+      env: DAGSTER_PG_URL
+telemetry:
+  enabled: false
+"""
+
+
 def make_oltp(url: str, size: DemoSize | None = TEST_SIZE, edge_cases: bool = False) -> None:
     """The OLTP schema in `url`, with the demo's rows of `size` (None: no rows) and, if asked,
     the edge cases of edge_cases.sql."""
