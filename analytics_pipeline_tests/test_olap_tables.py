@@ -324,6 +324,40 @@ def test_oltp_snapshot_is_read_only(oltp: OltpDatabase):
         conn.execute(sa.text("UPDATE tenants SET name = name"))
 
 
+def test_a_snapshot_read_sees_exactly_the_exporting_transactions_snapshot(fresh_url: str):
+    """The reconciliation counts on a second connection while the rollup lands its rows
+    (engine._land_and_count): it must read the rollup's snapshot, not a newer one, or a row
+    committed in between would fail (or pass) the reconciliation wrongly."""
+    db = OltpDatabase(url=fresh_url)
+    engine = sa.create_engine(fresh_url)
+    count = sa.text("SELECT count(*) FROM tenants")
+    try:
+        with (
+            engine.connect().execution_options(isolation_level="REPEATABLE READ") as rollup,
+            rollup.begin(),
+        ):
+            before = rollup.execute(count).scalar_one()
+            snapshot = rollup.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one()
+            with engine.begin() as writer:  # a tenant created while the rollup runs
+                writer.execute(
+                    sa.text(
+                        "INSERT INTO tenants (id, name, status) "
+                        "VALUES ('tenant-late', 'Late', 'active')"
+                    )
+                )
+            with db.read_snapshot(snapshot) as conn:
+                assert conn.execute(count).scalar_one() == before
+            with db.read_snapshot() as conn:
+                assert conn.execute(count).scalar_one() == before + 1
+        with (
+            pytest.raises(ValueError, match="not a PostgreSQL snapshot id"),
+            db.read_snapshot("1'; DROP TABLE tenants; --"),
+        ):
+            pass
+    finally:
+        engine.dispose()
+
+
 def test_empty_partition_set_is_refused(oltp, olap):
     with pytest.raises(RollupError, match="at least one"):
         refresh(CAMPAIGN_ANALYTICS, [], oltp=oltp, olap=olap)

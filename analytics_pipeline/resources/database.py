@@ -143,9 +143,11 @@ class OltpDatabase(_PostgresResource):
         preflight(self._pooled_engine(), self.display_url)
 
     @contextmanager
-    def read_snapshot(self) -> Iterator[sa.Connection]:
+    def read_snapshot(self, snapshot: str | None = None) -> Iterator[sa.Connection]:
         """A read-only, repeatable-read transaction: one consistent snapshot for every query in it.
 
+        With `snapshot` (what `pg_export_snapshot()` returned in another, still open transaction
+        of the same database), the transaction reads exactly that transaction's snapshot.
         Any attempt to write inside it fails in PostgreSQL itself ("cannot execute ... in a
         read-only transaction"); this resource offers no other way in.
         """
@@ -155,7 +157,19 @@ class OltpDatabase(_PostgresResource):
             .execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) as conn,
             conn.begin(),
         ):
+            if snapshot is not None:
+                if not _SNAPSHOT_ID.fullmatch(snapshot):
+                    raise ValueError(
+                        f"snapshot {snapshot!r} is not a PostgreSQL snapshot id (as "
+                        "pg_export_snapshot() returns, e.g. 00000003-0000001B-1)"
+                    )
+                # A utility statement takes no bound parameter; the id was checked above.
+                conn.exec_driver_sql("SET TRANSACTION SNAPSHOT '" + snapshot + "'")
             yield conn
+
+
+# What pg_export_snapshot() returns: hexadecimal virtual transaction id parts and a counter.
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{8}-[0-9]+")
 
 
 class OlapDatabase(_PostgresResource):
