@@ -31,10 +31,29 @@ def check_invariants(conn: sa.Connection, rollup: Rollup, params: Mapping[str, A
     t = rollup.table
     grain_columns = [t.c[name] for name in grain(rollup)]
     w = Windows()
-    for inv in rollup.invariants:
+    run_rows = t.join(w.relation, w.contains_day(t.c.tenant_id, t.c.date))
+    # Every rule counted in one pass over the run's rows. (One ORDER BY ... LIMIT query per rule
+    # made the planner walk the whole table in grain order for each rule: 0.69 s a rule at
+    # 564k rows against 0.09 s for all eight here.) Only a broken rule is looked at row by row.
+    broken = (
+        conn.execute(
+            sa.select(
+                *(
+                    sa.func.count().filter(sa.not_(sa.func.coalesce(inv.condition(t), sa.false())))
+                    for inv in rollup.invariants
+                )
+            ).select_from(run_rows),
+            params,
+        ).one()
+        if rollup.invariants
+        else ()
+    )
+    for inv, n in zip(rollup.invariants, broken, strict=True):
+        if not n:
+            continue
         bad = conn.execute(
             sa.select(*grain_columns)
-            .select_from(t.join(w.relation, w.contains_day(t.c.tenant_id, t.c.date)))
+            .select_from(run_rows)
             .where(sa.not_(sa.func.coalesce(inv.condition(t), sa.false())))
             .order_by(*grain_columns)
             .limit(5),
@@ -45,7 +64,7 @@ def check_invariants(conn: sa.Connection, rollup: Rollup, params: Mapping[str, A
             first = ", ".join(f"{k}={v}" for k, v in where.items())
             raise DataQualityError(
                 f"{rollup.name}: rule {inv.name!r} ({inv.description}) is broken by "
-                f"{len(bad)}{'+' if len(bad) == 5 else ''} row(s), first at {first}. Nothing was "
+                f"{n} row(s), first at {first}. Nothing was "
                 "written; the previous rows are unchanged. Check the OLTP rows of that "
                 "partition, or the rollup's SELECT.",
                 check_name=INVARIANTS_CHECK,
