@@ -13,6 +13,11 @@ Every piece of shared state (the queue, the batch in flight, the state, flush re
 and written under `_cv`'s lock, and the thread sleeps on that same condition. Only the sink and
 the outbox do I/O, and never under the lock except `_store_pending` (see there). All timing is
 on the monotonic clock; the outbox's own schedule is wall-clock because other processes share it.
+
+One module, slightly over 300 lines, on purpose: the queue, the batch in flight and the state
+machine share one lock and one condition, and their invariants (what may change under the lock,
+when the thread sleeps) read only when they are read together; the states themselves, the
+outbox keeper and the sinks live in their own modules.
 """
 
 from __future__ import annotations
