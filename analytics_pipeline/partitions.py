@@ -21,6 +21,10 @@ from analytics_pipeline.history import DEFAULT_START_DATE, START_DATE_ENV, parti
 TENANT_DIMENSION = "tenant"
 DATE_DIMENSION = "date"
 TENANTS_PARTITIONS_NAME = "tenants"
+# The most partitions one run covers, in every path that runs many (`analytics-pipeline backfill`,
+# backfills from the UI): 500 tenants x 100 days. A run holds its partition keys, planned events
+# and per-partition figures in memory at once, and shows progress in the UI only run by run.
+MAX_PARTITIONS_PER_RUN = 50_000
 
 # Letters, digits, '_' and '-', starting with a letter or digit, at most 64 characters: safe in
 # Dagster keys, URLs, file names and log lines alike.

@@ -81,33 +81,63 @@ def reporting(label: str, total: int, unit: str) -> Iterator[Reporter]:
         reporter.close()
 
 
+class RunWatcher:
+    """Partitions materialized by the runs it is told to watch, polled by one thread."""
+
+    def __init__(self, instance: dg.DagsterInstance, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self._instance = instance
+        self._cursors: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, run_id: str) -> None:
+        with self._lock:
+            self._cursors.setdefault(run_id, None)
+
+    def poll(self) -> None:
+        with self._lock:
+            watched = dict(self._cursors)
+        for run_id, cursor in watched.items():
+            result = self._instance.get_records_for_run(
+                run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            )
+            with self._lock:
+                self._cursors[run_id] = result.cursor
+            if result.records:
+                self.reporter.advance(len(result.records))
+
+
+@contextmanager
+def watching_runs(instance: dg.DagsterInstance, label: str, total: int) -> Iterator[RunWatcher]:
+    """One reporter for the runs it is told to `watch(run_id)` (in this process or in others,
+    at once or in turn); their materializations are read every half second."""
+    stop = threading.Event()
+    with reporting(label, total, "asset partitions") as reporter:
+        watcher = RunWatcher(instance, reporter)
+
+        def poll() -> None:
+            while True:
+                finished = stop.is_set()
+                watcher.poll()
+                if finished:
+                    return
+                stop.wait(0.5)
+
+        thread = threading.Thread(target=poll, name="progress-runs", daemon=True)
+        thread.start()
+        try:
+            yield watcher
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+
+
 @contextmanager
 def watching_run(
     instance: dg.DagsterInstance, run_id: str, label: str, total: int
 ) -> Iterator[Reporter]:
     """Advance a reporter by each partition materialized in the run `run_id` while it runs (in
     this process: execute_in_process blocks), reading the run's events every half second."""
-    stop = threading.Event()
-    with reporting(label, total, "asset partitions") as reporter:
-
-        def poll() -> None:
-            cursor = None
-            while True:
-                finished = stop.is_set()
-                result = instance.get_records_for_run(
-                    run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-                )
-                cursor = result.cursor
-                if result.records:
-                    reporter.advance(len(result.records))
-                if finished:
-                    return
-                stop.wait(0.5)
-
-        thread = threading.Thread(target=poll, name=f"progress-{run_id[:8]}", daemon=True)
-        thread.start()
-        try:
-            yield reporter
-        finally:
-            stop.set()
-            thread.join(timeout=30)
+    with watching_runs(instance, label, total) as watcher:
+        watcher.watch(run_id)
+        yield watcher.reporter

@@ -32,27 +32,37 @@ OPENED = sa.text(
 )
 
 
-def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch):
-    oltp_url = databases.create_demo("daemon_oltp")
+def _daemon_env(databases, tmp_path, monkeypatch, name: str, **extra: str) -> dict[str, str]:
+    """The environment of a daemon on demo OLTP data and a Dagster database of its own, the
+    project's dagster.yaml in `tmp_path`; this process's environment points at them too."""
+    oltp_url = databases.create_demo(f"{name}_oltp")
     dagster_url = (
-        sa.make_url(databases.create("daemon_dagster"))
+        sa.make_url(databases.create(f"{name}_dagster"))
         .set(drivername="postgresql+psycopg2")
         .render_as_string(hide_password=False)
     )
     shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
-    env = {
-        **os.environ,
+    ours = {
         "OLTP_DATABASE_URL": oltp_url,
         "DAGSTER_PG_URL": dagster_url,
         "DAGSTER_HOME": str(tmp_path),
-        "ANALYTICS_LATE_DATA_LAG_SECONDS": "1",
+        **extra,
     }
+    for k, v in ours.items():
+        monkeypatch.setenv(k, v)
+    env = {**os.environ, **ours}
     env.pop("OLAP_DATABASE_URL", None)
-    for k in ("OLTP_DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"):
-        monkeypatch.setenv(k, env[k])
+    monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
+    return env
+
+
+def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch):
+    env = _daemon_env(
+        databases, tmp_path, monkeypatch, "daemon", ANALYTICS_LATE_DATA_LAG_SECONDS="1"
+    )
     from analytics_pipeline.definitions import defs
 
-    engine = sa.create_engine(oltp_url)
+    engine = sa.create_engine(env["OLTP_DATABASE_URL"])
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         add_tenants(instance, TEST_SIZE.tenant_ids())
         tags = range_tags(
@@ -105,3 +115,69 @@ def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch
         finally:
             terminate(daemon)
     engine.dispose()
+
+
+def test_a_backfill_of_every_table_and_partition_is_one_run(databases, tmp_path, monkeypatch):
+    # What a user gets from the UI's "Materialize all" -> every partition, all seven tables:
+    # Dagster alone makes one run per tenant (three here, 500 in production); the project's
+    # rectangles (instance/backfill_runs.py) make one run, and the backfill still ends with
+    # every partition of every table materialized.
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+
+    from analytics_pipeline.rollups.tables import REGISTRY
+    from analytics_pipeline.settings.model import Settings
+    from analytics_pipeline.wiring import build_definitions
+
+    # From the demo's first day: 3 tenants x the days up to today.
+    env = _daemon_env(
+        databases,
+        tmp_path,
+        monkeypatch,
+        "backfill",
+        ANALYTICS_PARTITIONS_START=TEST_SIZE.first_day.isoformat(),
+    )
+    defs = build_definitions(Settings.from_env())
+    graph = defs.resolve_asset_graph()
+    tables = [dg.AssetKey(["analytics", r.name]) for r in REGISTRY]
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        add_tenants(instance, TEST_SIZE.tenant_ids())
+        backfill_id = "every-table-every-partition"
+        instance.add_backfill(
+            PartitionBackfill.from_asset_partitions(
+                backfill_id=backfill_id,
+                asset_graph=graph,
+                partition_names=None,
+                asset_selection=tables,
+                backfill_timestamp=time.time(),
+                tags={},
+                dynamic_partitions_store=instance,
+                all_partitions=True,
+                title=None,
+                description=None,
+                run_config=None,
+            )
+        )
+        daemon = start_daemon(env)
+        try:
+
+            def finished():
+                backfill = instance.get_backfill(backfill_id)
+                return backfill is not None and backfill.status != BulkActionStatus.REQUESTED
+
+            wait_until(finished, 600, "the backfill to finish")
+        finally:
+            terminate(daemon)
+        backfill = instance.get_backfill(backfill_id)
+        assert backfill is not None
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
+        assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
+        parts = graph.get(tables[0]).partitions_def
+        assert parts is not None
+        with dg.partition_loading_context(dynamic_partitions_store=instance):
+            every = set(parts.get_partition_keys())
+        assert len(every) == len(TEST_SIZE.tenant_ids()) * (
+            (dt.datetime.now(dt.UTC).date() - TEST_SIZE.first_day).days + 1
+        )
+        for key in tables:
+            assert instance.get_materialized_partitions(key) == every, key

@@ -159,3 +159,15 @@ def test_the_tenant_sensor_cursor_stays_bounded_however_many_ids_are_refused(dat
     known = [f"bad|{i}" + "x" * 40 for i in range(1, n + 1)]
     assert sum(t in remembered for t in known) == sensors.ReportedIds.MAX_REPORTED
     oltp.dispose()
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two"])
+def test_a_bad_number_of_backfill_workers_is_refused_before_anything_starts(tmp_path, bad):
+    out = run_cli(
+        ["backfill", "--start", "2026-03-01", "--end", "2026-03-01", "--workers", bad],
+        cli_env(tmp_path),
+    )
+    assert out.returncode == 2, out.stderr
+    assert f"argument --workers: {bad!r} is not a number of worker processes" in out.stderr
+    assert "whole number >= 1" in out.stderr
+    assert not any(tmp_path.iterdir()), "nothing was started or recorded"

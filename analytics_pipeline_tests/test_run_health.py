@@ -11,6 +11,7 @@ monitoring and through the in-process `analytics-pipeline backfill`.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -299,3 +300,43 @@ def test_guard_the_dagster_internals_run_health_relies_on():
     source = inspect.getsource(run_monitoring.monitor_started_run)
     assert "supports_check_run_worker_health" in source and "report_run_failed" in source
     assert run_health.LocalRunLauncher().supports_check_run_worker_health
+
+
+def test_a_backfill_in_two_worker_processes_records_every_run_and_partition(setup):
+    """`backfill --workers 2` runs its runs in two processes of their own (one run keeps about
+    one core busy): every planned run must still be recorded, succeed, be reported, and
+    materialize exactly its partitions, as when the runs go one after another."""
+    first = DAY - dt.timedelta(days=3)
+    tables = ["campaign_analytics", "lead_analytics"]  # two asset groups
+    with dg.DagsterInstance.from_config(str(setup.home)) as instance:
+        add_tenants(instance, TEST_SIZE.tenant_ids())
+        out = subprocess.run(
+            [*CLI, "backfill", "--start", str(first), "--end", str(DAY)]
+            + [arg for t in tables for arg in ("--table", t)]
+            # 3 tenants x 4 days, at most 6 partitions a run: 2 runs of 2 days per group.
+            + ["--max-partitions-per-run", "6", "--workers", "2"],
+            cwd=ROOT,
+            env=setup.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"analytics/reason": "backfill"}))
+        assert len(runs) == 4
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+        assert sorted(re.findall(r"run (\S+) succeeded", out.stdout)) == sorted(
+            r.run_id for r in runs
+        )
+        days = [(first + dt.timedelta(days=i)).isoformat() for i in range(4)]
+        expected = {
+            str(dg.MultiPartitionKey({"tenant": t, "date": d}))
+            for t in TEST_SIZE.tenant_ids()
+            for d in days
+        }
+        for table in tables:
+            key = dg.AssetKey(["analytics", table])
+            assert instance.get_materialized_partitions(key) == expected, table
+            # Each partition once: no run was executed twice.
+            records = instance.fetch_materializations(key, limit=100).records
+            assert len(records) == len(expected), table

@@ -117,6 +117,7 @@ class Scale:
     ui_timeout: float
     run_timeout: float
     ui_partition_names: bool
+    ui_tables: tuple[str, ...] = (CAMPAIGN,)
 
     @property
     def range_first(self) -> dt.date:
@@ -340,10 +341,12 @@ class Bench:
             return measure
 
     def ui_backfill(self, storage: str) -> Measure:
-        """(4) launchPartitionBackfill of ALL partitions of campaign_analytics, as from the UI."""
+        """(4) launchPartitionBackfill of ALL partitions of --ui-tables, as from the UI."""
         s = self.scale
         with self.fresh("ui", storage) as fresh, self._services(fresh) as services:
-            params: dict = {"assetSelection": [{"path": ["analytics", CAMPAIGN]}]}
+            params: dict = {
+                "assetSelection": [{"path": ["analytics", name]} for name in s.ui_tables]
+            }
             if s.ui_partition_names:
                 # What the launch dialog sends when All is picked in both boxes: every key.
                 keys = tenant_daily_partitions().get_partition_keys(
@@ -372,7 +375,7 @@ class Bench:
                 status = f"cancelled after {s.ui_timeout:.0f}s"
             materialized = sum(materialized_partitions(fresh.engine).values())
             measure = self._measure(
-                fresh, "ui", storage, before, wall, [CAMPAIGN], s.first_day, materialized
+                fresh, "ui", storage, before, wall, list(s.ui_tables), s.first_day, materialized
             )
             with fresh.engine.connect() as conn:
                 stored = conn.execute(

@@ -11,7 +11,7 @@ TITLES = {
     "range": "(1) range run, in process (analytics-pipeline backfill)",
     "daemon": "(2) range run, queued (launchRun -> dagster-daemon)",
     "rebuild": "(3) full rebuild, 7 tables (analytics-pipeline backfill)",
-    "ui": "(4) UI backfill, all partitions of one asset",
+    "ui": "(4) UI backfill of all partitions (--ui-tables)",
     "burst": "(5) late-data burst, sensor tick",
 }
 COLUMNS: list[tuple[str, int, Callable[[Measure], float | int | None], int]] = [

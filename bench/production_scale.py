@@ -81,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--run-timeout", type=float, default=7200, help="seconds to wait for the run in (2)"
     )
+    parser.add_argument(
+        "--ui-tables",
+        choices=("campaign", "all"),
+        default="campaign",
+        help="(4) backfills campaign_analytics alone or all seven tables at once",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the Dagster databases")
     parser.add_argument(
         "--storages",
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     from _dagster_db import stock_yaml
-    from _scale_paths import Bench, Scale
+    from _scale_paths import ALL_TABLES, Bench, Scale
     from _scale_report import details, median, table
 
     from analytics_pipeline.demo.generator import DemoSize
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         ui_timeout=args.ui_timeout,
         run_timeout=args.run_timeout,
         ui_partition_names=args.ui_partition_names,
+        ui_tables=ALL_TABLES if args.ui_tables == "all" else ("campaign_analytics",),
     )
     print(
         f"range: {args.tenants} tenants x {args.range_days} days "

@@ -20,6 +20,7 @@ from analytics_pipeline.errors import DataQualityError, RollupError, TransientEr
 from analytics_pipeline.instance.partition_metadata import add_partition_metadata
 from analytics_pipeline.names import table_key
 from analytics_pipeline.partitions import (
+    MAX_PARTITIONS_PER_RUN,
     TenantDay,
     parse_partition_key,
     tenant_daily_partitions,
@@ -81,8 +82,8 @@ def build_rollup_asset(
 
     `partitions_def`: the (tenant, date) partitions (default: dates from the start in force now).
     """
-    # BackfillPolicy is marked beta in Dagster 1.13 but is the documented way to make a backfill
-    # one run; we pin Dagster, so the warning tells users nothing they can act on.
+    # BackfillPolicy is marked beta in Dagster 1.13 but is the documented way to bound a
+    # backfill's runs; we pin Dagster, so the warning tells users nothing they can act on.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
         return _build(rollup, partitions_def or tenant_daily_partitions())
@@ -96,8 +97,10 @@ def _build(rollup: Rollup, partitions_def: dg.MultiPartitionsDefinition) -> dg.A
         description=rollup.description,
         group_name=rollup.group,
         partitions_def=partitions_def,
-        # A backfill of many partitions becomes one run computing them all in one statement.
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        # A backfill of many partitions becomes a few runs, each computing its rectangle of
+        # tenants x days in one statement: at most MAX_PARTITIONS_PER_RUN partitions per run, as
+        # `analytics-pipeline backfill` cuts them (the rectangles: instance/backfill_runs.py).
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
         deps=[source_key(t) for t in rollup.sources],
         kinds={"postgres", "sql"},
         owners=[OWNER],

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from analytics_pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    import dagster as dg
+
     from analytics_pipeline.demo.size import DemoSize
 
 
@@ -120,8 +122,22 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 else {}
             ),
         )
-        runs = run_backfill(instance, defs.resolve_job_def(REFRESH_JOB), plans)
+        runs = run_backfill(
+            instance,
+            defs.resolve_job_def(REFRESH_JOB),
+            plans,
+            workers=args.workers,
+            load_job=refresh_job,
+        )
     return 0 if all(r.success for r in runs) else 1
+
+
+def refresh_job() -> dg.JobDefinition:
+    """The refresh job of the project's Definitions (what a backfill worker process runs)."""
+    from analytics_pipeline.definitions import defs
+    from analytics_pipeline.names import REFRESH_JOB
+
+    return defs.resolve_job_def(REFRESH_JOB)
 
 
 def cmd_embedded(args: argparse.Namespace) -> int:

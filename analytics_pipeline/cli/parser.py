@@ -48,6 +48,20 @@ def _size_args(p: argparse.ArgumentParser, *, tenants: int, days: int, per_day: 
     )
 
 
+def _workers(text: str) -> int:
+    """--workers: a whole number >= 1 (refused by argparse before anything starts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of worker processes: give a whole number >= 1 "
+            "(1 runs the runs one after another in this process)"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; each subcommand's `func` runs it."""
     parser = argparse.ArgumentParser(
@@ -87,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="cut longer ranges into runs of at most this many partitions (default 50,000: "
         "automation/backfill.py)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=2,
+        help="runs executed at once, each in a process of its own (default 2: one run keeps "
+        "about one core busy; 1 runs them one after another in this process)",
     )
     p.set_defaults(func=cmd_backfill)
 

@@ -44,10 +44,17 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine
 
+from analytics_pipeline.instance import backfill_logs, backfill_runs
 from analytics_pipeline.instance.concurrency import SafePoolInitialization
 from analytics_pipeline.instance.database import instance_database_url
 from analytics_pipeline.instance.planned_events import incomplete_attempts
 from analytics_pipeline.instance.serialization import serialize_batch
+
+# Every process that loads the project's instance (daemon, webserver, CLI) turns multi-partition
+# backfills into a few rectangular runs instead of one run per tenant (instance/backfill_runs.py)
+# and logs a large backfill's subsets as counts, not megabytes of keys (instance/backfill_logs.py).
+backfill_runs.install()
+backfill_logs.install()
 
 EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 DEFAULT_EVENT_BATCH_SIZE = 1000
