@@ -12,8 +12,9 @@ database, once with the project's dagster.yaml and once with stock dagster-postg
                by `dagster-daemon run` (sensors and schedules stopped first)
   rebuild  (3) the full rebuild, all seven tables x all tenants x all days, through
                `analytics-pipeline backfill` (only with --full-rebuild; reported separately)
-  ui       (4) launchPartitionBackfill of ALL partitions of campaign_analytics (allPartitions,
-               or with --ui-partition-names every key, as the UI's launch dialog sends them),
+  ui       (4) launchPartitionBackfill of ALL partitions of campaign_analytics, or with
+               --ui-tables all of all seven tables at once (allPartitions, or with
+               --ui-partition-names every key, as the UI's launch dialog sends them),
                on a webserver + daemon, cancelled after --ui-timeout seconds
   burst    (5) the late-data sensor's tick after a burst of changes across every tenant
 
