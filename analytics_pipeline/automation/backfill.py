@@ -142,16 +142,15 @@ def plan_backfill(
 
 def run_backfill(
     instance: dg.DagsterInstance,
-    job: dg.JobDefinition,
+    load_job: Callable[[], dg.JobDefinition],
     plans: list[tuple[str, PlannedRun]],
     echo: Callable[[str], None] = print,
     workers: int = 1,
-    load_job: Callable[[], dg.JobDefinition] | None = None,
 ) -> list[BackfillRun]:
-    """Execute the planned runs and record them in `instance`: here, one after another, or with
-    `workers` > 1 that many at once, each in a worker process of its own, which gets `job` by
-    calling `load_job` (a module-level function: it is pickled by name, as a run worker
-    launched by the daemon loads the code location).
+    """Execute the planned runs of the job `load_job()` returns and record them in `instance`:
+    here, one after another, or with `workers` > 1 that many at once, each in a worker process
+    of its own that calls `load_job` itself (a module-level function: it is pickled by name, as
+    a run worker launched by the daemon loads the code location).
 
     Why processes: a run's cost is Dagster's Python building each partition's materialization
     and PostgreSQL storing it, in turn; one run keeps about one core busy. Two at once keep a
@@ -162,9 +161,7 @@ def run_backfill(
     # A run killed earlier would otherwise hold its pool slots and stall these runs for ever.
     reap_dead_runs(instance, echo)
     if workers == 1 or len(plans) < 2:
-        return _run_here(instance, job, plans, echo)
-    if load_job is None:
-        raise ConfigurationError("run_backfill with workers > 1 needs load_job")
+        return _run_here(instance, load_job(), plans, echo)
     return _run_in_workers(instance, load_job, plans, echo, workers)
 
 

@@ -102,12 +102,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from analytics_pipeline.automation.backfill import plan_backfill, run_backfill
-    from analytics_pipeline.names import REFRESH_JOB
     from analytics_pipeline.runtime import environment
 
     with environment():
-        from analytics_pipeline.definitions import defs
-
+        # The Definitions first: bad settings are refused before a tenant is registered.
+        refresh_job()
         instance = dg.DagsterInstance.get()
         plans = plan_backfill(
             instance,
@@ -122,13 +121,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 else {}
             ),
         )
-        runs = run_backfill(
-            instance,
-            defs.resolve_job_def(REFRESH_JOB),
-            plans,
-            workers=args.workers,
-            load_job=refresh_job,
-        )
+        runs = run_backfill(instance, refresh_job, plans, workers=args.workers)
     return 0 if all(r.success for r in runs) else 1
 
 

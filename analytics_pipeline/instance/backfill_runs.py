@@ -121,13 +121,12 @@ def _bounded(
     o_len, i_len = outer[1] - outer[0] + 1, inner[1] - inner[0] + 1
     if max_partitions is None or o_len * i_len <= max_partitions:
         return [(outer, inner)]
-    if o_len >= i_len:  # cut the outer side; keep as much of the inner side as fits
-        width = min(i_len, max_partitions)
-        size = max(1, max_partitions // width)
-        return [(o, i) for i in _chunks(*inner, width) for o in _chunks(*outer, size)]
-    width = min(o_len, max_partitions)
+    if o_len < i_len:  # the same cut with the sides swapped
+        return [(o, i) for i, o in _bounded(inner, outer, max_partitions)]
+    # Cut the longer (outer) side; keep as much of the inner side as fits in one piece.
+    width = min(i_len, max_partitions)
     size = max(1, max_partitions // width)
-    return [(o, i) for o in _chunks(*outer, width) for i in _chunks(*inner, size)]
+    return [(o, i) for i in _chunks(*inner, width) for o in _chunks(*outer, size)]
 
 
 def _build_run_requests_with_backfill_policy(
