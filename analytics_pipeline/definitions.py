@@ -8,8 +8,9 @@ Definitions itself (the demo) calls `build_definitions` with settings it resolve
 
 from __future__ import annotations
 
+from analytics_pipeline.assets.selection import refresh_analytics_job
 from analytics_pipeline.settings import Settings
-from analytics_pipeline.wiring import build_definitions, refresh_analytics_job
+from analytics_pipeline.wiring import build_definitions
 
 defs = build_definitions(Settings.from_env())
 

@@ -12,6 +12,10 @@ from analytics_pipeline.errors import InvalidPartitionKeyError
 from analytics_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, parse_partition_keys
 
 TENANT_TAG = "analytics/tenant"
+# The stretch of tenants (registration order) of a run that has no partition range: an
+# exact-refresh run (assets/exact_refresh.py) over several tenants.
+TENANTS_FIRST_TAG = "analytics/tenants_first"
+TENANTS_LAST_TAG = "analytics/tenants_last"
 REASON_TAG = "analytics/reason"
 
 

@@ -12,8 +12,9 @@ from typing import Any, cast
 
 import dagster as dg
 
+from analytics_pipeline.assets.exact_refresh import build_exact_refresh_job
 from analytics_pipeline.assets.rollups import build_rollup_asset
-from analytics_pipeline.assets.selection import ROLLUP_SELECTION
+from analytics_pipeline.assets.selection import refresh_analytics_job
 from analytics_pipeline.assets.sources import source_specs
 from analytics_pipeline.automation.observations import build_source_observation_sensor
 from analytics_pipeline.automation.schedules import build_refresh_schedules
@@ -25,18 +26,11 @@ from analytics_pipeline.automation.sensors import (
 from analytics_pipeline.deployment.executor import resolve_executor
 from analytics_pipeline.governance.retention import enforce_retention, retention_schedule
 from analytics_pipeline.history import partitions_start
-from analytics_pipeline.names import REFRESH_JOB
 from analytics_pipeline.partitions import tenant_daily_partitions
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.settings import OLTP_URL_ENV, Settings
-
-refresh_analytics_job = dg.define_asset_job(
-    name=REFRESH_JOB,
-    selection=ROLLUP_SELECTION,
-    description="Recompute every OLAP table for the run's (tenant, date) partitions.",
-)
 
 
 def _resources(settings: Settings) -> dict[str, dg.ConfigurableResource[Any]]:
@@ -82,19 +76,21 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     first_day = partitions_start(settings.partitions_start)
     partitions = tenant_daily_partitions(first_day)
     rollup_assets = [build_rollup_asset(r, partitions) for r in REGISTRY]
+    resources = _resources(settings)
+    exact_refresh_job = build_exact_refresh_job(first_day, resources)
     return dg.Definitions(
         assets=_with_code_links(
             [dg.AssetsDefinition(specs=source_specs), *rollup_assets], settings
         ),
-        jobs=[refresh_analytics_job, enforce_retention],
+        jobs=[refresh_analytics_job, exact_refresh_job, enforce_retention],
         schedules=[*build_refresh_schedules(automation), retention_schedule],
         sensors=[
             build_tenant_sensor(automation, first_day),
-            build_late_data_sensor(automation, first_day),
+            build_late_data_sensor(automation, first_day, exact_refresh_job),
             run_failure_sensor,
             build_source_observation_sensor(automation),
         ],
-        resources=_resources(settings),
+        resources=resources,
         # ANALYTICS_EXECUTOR: multiprocess (default) or celery (docs/DEPLOYMENT.md).
         executor=resolve_executor(settings.executor),
     )

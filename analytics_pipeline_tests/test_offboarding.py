@@ -13,7 +13,7 @@ import datetime as dt
 import dagster as dg
 
 from analytics_pipeline.automation import schedules, sensors
-from analytics_pipeline.automation.planning import plan_runs
+from analytics_pipeline.automation.planning import plan_refresh
 from analytics_pipeline.partitions import (
     OFFBOARDED_PARTITIONS_NAME,
     TENANTS_PARTITIONS_NAME,
@@ -76,7 +76,7 @@ def test_offboarded_tenant_is_kept_reported_once_and_never_refreshed(
     ]
     affected = {"campaign_analytics": {(t, dt.date(2026, 3, 21)) for t in TEST_SIZE.tenant_ids()}}
     order = clean_instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)
-    burst = plan_runs(
+    burst = plan_refresh(
         affected,
         order,
         first_day=dt.date(2026, 1, 1),

@@ -9,7 +9,12 @@ import random
 
 import pytest
 
-from analytics_pipeline.automation.planning import DEFAULT_RUN_COST, PlannedRun, plan_runs
+from analytics_pipeline.automation.planning import (
+    DEFAULT_RUN_COST,
+    ExactRun,
+    PlannedRun,
+    plan_refresh,
+)
 
 DAY0 = dt.date(2025, 1, 1)
 TENANTS = [f"t{i:03d}" for i in range(500)]
@@ -30,8 +35,14 @@ def _covered(run: PlannedRun) -> set[tuple[str, dt.date]]:
 
 
 def _plan(affected: dict[str, set[tuple[str, dt.date]]], max_runs: int = 10) -> list[PlannedRun]:
-    return plan_runs(
-        affected, TENANTS, first_day=DAY0, last_day=DAY0 + dt.timedelta(days=729), max_runs=max_runs
+    """The rectangles alone (no exact runs)."""
+    return plan_refresh(
+        affected,
+        TENANTS,
+        first_day=DAY0,
+        last_day=DAY0 + dt.timedelta(days=729),
+        max_runs=max_runs,
+        exact_run_size=None,
     )
 
 
@@ -128,3 +139,87 @@ def test_nearby_changes_share_a_run_and_far_ones_do_not():
 def test_unregistered_tenants_and_days_out_of_range_are_left_out():
     affected = {"campaign_analytics": {("nobody", DAY0), ("t001", DAY0 - dt.timedelta(days=1))}}
     assert _plan(affected) == []
+
+
+def _refreshed(affected: dict[str, set[tuple[str, dt.date]]], plan: list) -> int:
+    """Checks that `plan` (plan_refresh's) refreshes every changed (asset, partition), its exact
+    runs only changed ones, each once; returns the partition-assets it refreshes."""
+    ranges = [r for r in plan if isinstance(r, PlannedRun)]
+    exact = [r for r in plan if isinstance(r, ExactRun)]
+    in_exact = [
+        (name, (p.tenant_id, p.day)) for r in exact for name, ps in r.partitions.items() for p in ps
+    ]
+    assert len(in_exact) == len(set(in_exact)), "an exact partition is refreshed twice"
+    assert all(p in affected[name] for name, p in in_exact), (
+        "an exact run refreshes an unchanged one"
+    )
+    leftover = {
+        name: parts - {p for n, p in in_exact if n == name} for name, parts in affected.items()
+    }
+    _check({n: p for n, p in leftover.items() if p}, ranges)
+    area = sum(len(_covered(r)) * len(r.assets) for r in ranges)
+    return area + len(in_exact)
+
+
+def _plan_refresh(affected, size: int = 50_000) -> list:
+    return plan_refresh(
+        affected,
+        TENANTS,
+        first_day=DAY0,
+        last_day=DAY0 + dt.timedelta(days=729),
+        max_runs=10,
+        exact_run_size=size,
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_burst_scattered_through_every_tenant_and_day_refreshes_at_most_twice_what_changed(seed):
+    """The production-scale bench's burst: a few percent of three tables' partitions, scattered
+    through all 500 tenants x 730 days. Rectangles alone refreshed ~12x what changed there; with
+    exact runs the plan refreshes at most 2x (counted per partition-asset), in a few runs."""
+    rng = random.Random(seed)
+    days = _days(730)
+    affected = {
+        name: {(t, d) for t in TENANTS for d in days if rng.random() < rate}
+        for name, rate in (
+            ("campaign_analytics", 0.05),
+            ("lead_analytics", 0.02),
+            ("billing_analytics", 0.005),
+        )
+    }
+    # plus a dense block, which a range run refreshes best
+    affected["campaign_analytics"] |= {(t, d) for t in TENANTS[100:140] for d in days[-30:]}
+    changed = sum(map(len, affected.values()))
+    plan = _plan_refresh(affected, size=10_000)
+    assert _refreshed(affected, plan) <= 2 * changed
+    exact = [r for r in plan if isinstance(r, ExactRun)]
+    assert exact and all(r.size <= 10_000 for r in exact)
+    assert len(exact) == -(-sum(r.size for r in exact) // 10_000)  # full runs but the last
+    assert any(isinstance(r, PlannedRun) for r in plan)  # the block stays a range run
+
+
+def test_a_burst_that_a_rectangle_covers_well_stays_a_range_run():
+    """Exact runs are for what rectangles cannot cover within the bound: a dense burst is still
+    the one range run the rectangles alone give (the UI's partition ranges, in-progress status)."""
+    every = {(t, d) for t in TENANTS[:50] for d in _days(60)}
+    affected = {"campaign_analytics": every, "lead_analytics": set(list(every)[:10])}
+    plan = _plan_refresh(affected)
+    assert plan == _plan(affected) and len(plan) == 1
+
+
+def test_an_exact_run_is_cut_across_tenants_in_registration_order():
+    """Exact runs split at `exact_run_size`; each names the stretch of tenants it spans, which is
+    what the erasure checks before it removes a tenant (instance/forget.py)."""
+    affected = {
+        "campaign_analytics": {
+            (t, DAY0 + dt.timedelta(days=3 * i)) for i, t in enumerate(TENANTS[:30])
+        }
+    }
+    plan = _plan_refresh(affected, size=10)
+    assert [type(r) for r in plan] == [ExactRun] * 3
+    assert [(r.first_tenant, r.last_tenant) for r in plan] == [
+        ("t000", "t009"),
+        ("t010", "t019"),
+        ("t020", "t029"),
+    ]
+    assert plan[1].request("late-data").tags["analytics/tenants_first"] == "t010"

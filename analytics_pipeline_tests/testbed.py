@@ -135,6 +135,18 @@ def run_sql(url: str, statement: str, **params: Any) -> None:
     engine.dispose()
 
 
+def olap_rows(url: str, table: str) -> int:
+    """How many rows the OLAP table `analytics.<table>` holds in the database at `url`."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(sa.table(table, schema="analytics"))
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def evaluate_sensor(
     sensor: Any, instance: dg.DagsterInstance, url: str, cursor: str | None = None
 ) -> dg.SensorResult:

@@ -126,43 +126,11 @@ def _build(rollup: Rollup, partitions_def: dg.MultiPartitionsDefinition) -> dg.A
     ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
         keys = {key: parse_partition_key(key) for key in context.partition_keys}
         partitions = sorted(set(keys.values()))
-        run_id = context.run.run_id
-        started = time.monotonic()
         try:
-            result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=run_id)
-        except RollupError as exc:
-            try:
-                _telemetry(tracking, rollup, partitions, run_id, oltp, olap, started=started)
-            except Exception:
-                # Never hide the refresh's own error behind a telemetry problem.
-                context.log.exception("could not report the failed refresh's telemetry")
-            if isinstance(exc, TransientError):
-                # Exponential backoff; after MAX_RETRIES the run fails with the last error.
-                raise dg.RetryRequested(
-                    max_retries=MAX_RETRIES,
-                    seconds_to_wait=RETRY_BASE_SECONDS * 2**context.retry_number,
-                ) from exc
-            if not isinstance(exc, DataQualityError):
-                raise
-            yield dg.AssetCheckResult(
-                check_name=exc.check_name,
-                passed=False,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=str(exc),
-                metadata={
-                    "rule": exc.rule,
-                    "tenant": exc.tenant,
-                    "date": str(exc.date),
-                    "partitions_in_run": len(partitions),
-                },
-            )
+            result = refresh_reported(context, rollup, partitions, oltp, olap, tracking)
+        except DataQualityError as exc:
+            yield dg.AssetCheckResult(**failed_check(exc, partitions))
             raise
-        context.log.info(
-            f"{rollup.name}: {result.partitions} partition(s) in {result.windows} window(s): "
-            f"deleted {result.rows_deleted} row(s), wrote {result.rows_written} "
-            f"({result.path}) in {result.seconds:.2f}s"
-        )
-        _telemetry(tracking, rollup, partitions, run_id, oltp, olap, result=result)
         # Each partition's materialization carries its own figures only (Dagster would copy a
         # MaterializeResult's metadata onto every partition of the run); what concerns the run
         # as a whole is recorded once, as an observation of the asset (docs/PERFORMANCE.md).
@@ -171,25 +139,92 @@ def _build(rollup: Rollup, partitions_def: dg.MultiPartitionsDefinition) -> dg.A
             rollup_key(rollup),
             {key: partition_metadata(result.figures(p)) for key, p in keys.items()},
         )
-        context.log_event(
-            dg.AssetObservation(
-                asset_key=rollup_key(rollup),
-                description=f"Run summary: {result.partitions} partition(s), {covered(partitions)}",
-                metadata=run_metadata(result, partitions, preview(rollup, olap, partitions[0])),
-            )
-        )
+        context.log_event(run_summary(rollup, result, partitions, olap))
         yield dg.MaterializeResult()
-        for spec in specs:
-            yield dg.AssetCheckResult(
-                check_name=spec.name,
-                passed=True,
-                metadata={
-                    "partitions_checked": result.partitions,
-                    "rules": ", ".join(check_rules(rollup, spec.name)),
-                },
-            )
+        for passed in passed_checks(rollup, result):
+            yield dg.AssetCheckResult(**passed)
 
     return _asset
+
+
+def refresh_reported(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    rollup: Rollup,
+    partitions: Sequence[TenantDay],
+    oltp: OltpDatabase,
+    olap: OlapDatabase,
+    tracking: EventTrackingResource,
+) -> RefreshResult:
+    """`refresh`, as every step that refreshes a table runs it: its telemetry sent whether it
+    succeeds or fails, a transient failure retried with exponential backoff (RetryRequested,
+    MAX_RETRIES times), any other failure raised as is."""
+    run_id = context.run.run_id
+    started = time.monotonic()
+    try:
+        result = refresh(rollup, partitions, oltp=oltp, olap=olap, run_id=run_id)
+    except RollupError as exc:
+        try:
+            _telemetry(tracking, rollup, partitions, run_id, oltp, olap, started=started)
+        except Exception:
+            # Never hide the refresh's own error behind a telemetry problem.
+            context.log.exception("could not report the failed refresh's telemetry")
+        if isinstance(exc, TransientError):
+            # Exponential backoff; after MAX_RETRIES the run fails with the last error.
+            raise dg.RetryRequested(
+                max_retries=MAX_RETRIES,
+                seconds_to_wait=RETRY_BASE_SECONDS * 2**context.retry_number,
+            ) from exc
+        raise
+    context.log.info(
+        f"{rollup.name}: {result.partitions} partition(s) in {result.windows} window(s): "
+        f"deleted {result.rows_deleted} row(s), wrote {result.rows_written} "
+        f"({result.path}) in {result.seconds:.2f}s"
+    )
+    _telemetry(tracking, rollup, partitions, run_id, oltp, olap, result=result)
+    return result
+
+
+def failed_check(exc: DataQualityError, partitions: Sequence[TenantDay]) -> dict[str, Any]:
+    """The failed check's fields (an AssetCheckResult's, an AssetCheckEvaluation's): the rule,
+    the partition that broke it, the run's size."""
+    return {
+        "check_name": exc.check_name,
+        "passed": False,
+        "severity": dg.AssetCheckSeverity.ERROR,
+        "description": str(exc),
+        "metadata": {
+            "rule": exc.rule,
+            "tenant": exc.tenant,
+            "date": str(exc.date),
+            "partitions_in_run": len(partitions),
+        },
+    }
+
+
+def run_summary(
+    rollup: Rollup, result: RefreshResult, partitions: Sequence[TenantDay], olap: OlapDatabase
+) -> dg.AssetObservation:
+    """The run's figures, preview included, recorded once per run as an observation."""
+    return dg.AssetObservation(
+        asset_key=rollup_key(rollup),
+        description=f"Run summary: {result.partitions} partition(s), {covered(partitions)}",
+        metadata=run_metadata(result, partitions, preview(rollup, olap, partitions[0])),
+    )
+
+
+def passed_checks(rollup: Rollup, result: RefreshResult) -> list[dict[str, Any]]:
+    """The fields of each of the table's checks passing for the run's partitions."""
+    return [
+        {
+            "check_name": spec.name,
+            "passed": True,
+            "metadata": {
+                "partitions_checked": result.partitions,
+                "rules": ", ".join(check_rules(rollup, spec.name)),
+            },
+        }
+        for spec in check_specs(rollup)
+    ]
 
 
 def covered(partitions: Sequence[TenantDay], limit: int = 5) -> str:

@@ -24,9 +24,15 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from analytics_pipeline.assets import exact_refresh
 from analytics_pipeline.names import table_key
-from analytics_pipeline.partitions import TenantDay, range_tags
-from analytics_pipeline.run_tags import REASON_TAG, TENANT_TAG
+from analytics_pipeline.partitions import MAX_PARTITIONS_PER_RUN, TenantDay, range_tags
+from analytics_pipeline.run_tags import (
+    REASON_TAG,
+    TENANT_TAG,
+    TENANTS_FIRST_TAG,
+    TENANTS_LAST_TAG,
+)
 
 
 @dataclass(frozen=True)
@@ -35,13 +41,17 @@ class PlannedRun:
     first: TenantDay
     last: TenantDay
 
-    def request(self, reason: str, run_key: str | None = None) -> dg.RunRequest:
+    def request(
+        self, reason: str, run_key: str | None = None, job_name: str | None = None
+    ) -> dg.RunRequest:
+        """The run's request; `job_name` for a sensor that targets several jobs."""
         tags = {**range_tags(self.first, self.last), REASON_TAG: reason}
         if self.first.tenant_id == self.last.tenant_id:
             # Lets the run queue cap concurrent runs per tenant (dagster.yaml).
             tags[TENANT_TAG] = self.first.tenant_id
         return dg.RunRequest(
             run_key=run_key,
+            job_name=job_name,
             asset_selection=[table_key(name) for name in self.assets],
             tags=tags,
         )
@@ -140,22 +150,26 @@ def cover(
     return sorted(alive.values())
 
 
-def plan_runs(
+@dataclass(frozen=True)
+class _Covering:
+    run: PlannedRun
+    refreshed: int  # partition-assets the run refreshes: its area x its assets
+    # The affected partitions inside it, per asset, as (tenant position, day ordinal): plain
+    # tuples, because a burst's planning handles every changed partition a few times.
+    changed: dict[str, list[tuple[int, int]]]
+
+
+def _covering_runs(
     affected: dict[str, set[tuple[str, dt.date]]],
     tenant_order: list[str],
     *,
     first_day: dt.date,
     last_day: dt.date,
     max_runs: int,
-    run_cost: int = DEFAULT_RUN_COST,
-    max_waste: float = DEFAULT_MAX_WASTE,
-    exclude: Collection[str] = (),
-) -> list[PlannedRun]:
-    """Runs covering every affected partition that Dagster knows (registered, in range).
-
-    Tenants in `exclude` (offboarded) are never refreshed, nor inside a rectangle: each stretch
-    of the order between them is planned on its own.
-    """
+    run_cost: int,
+    max_waste: float,
+    exclude: Collection[str],
+) -> list[_Covering]:
     position = {t: i for i, t in enumerate(tenant_order)}
     lo_day, hi_day = first_day.toordinal(), last_day.toordinal()
     changed: dict[int, set[int]] = {}
@@ -172,18 +186,131 @@ def plan_runs(
         for lo, hi, first, last in cover(
             inside, max_runs=max_runs, run_cost=run_cost, max_waste=max_waste
         ):
-            assets: set[str] = set()
+            cells: dict[str, list[tuple[int, int]]] = {}
             for t in range(lo, hi + 1):
                 for d, names in assets_at.get(t, {}).items():
                     if first <= d <= last:
-                        assets |= names
-            runs.append(
-                PlannedRun(
-                    tuple(sorted(assets)),
-                    TenantDay(tenant_order[lo], dt.date.fromordinal(first)),
-                    TenantDay(tenant_order[hi], dt.date.fromordinal(last)),
-                )
+                        for name in names:
+                            cells.setdefault(name, []).append((t, d))
+            run = PlannedRun(
+                tuple(sorted(cells)),
+                TenantDay(tenant_order[lo], dt.date.fromordinal(first)),
+                TenantDay(tenant_order[hi], dt.date.fromordinal(last)),
             )
+            area = (hi - lo + 1) * (last - first + 1)
+            runs.append(_Covering(run, area * len(cells), cells))
+    return runs
+
+
+@dataclass(frozen=True)
+class ExactRun:
+    """A run of the exact-refresh job: exactly these partitions of each table, nothing around
+    them (assets/exact_refresh.py). For changes too scattered for any rectangle."""
+
+    # rollup name -> tenant (in registration order) -> its day ordinals, sorted
+    days: dict[str, dict[str, list[int]]]
+    first_tenant: str  # the stretch of the registration order its partitions lie in
+    last_tenant: str
+
+    @property
+    def size(self) -> int:
+        """Partition-assets the run refreshes."""
+        return sum(len(d) for by_tenant in self.days.values() for d in by_tenant.values())
+
+    @property
+    def partitions(self) -> dict[str, list[TenantDay]]:
+        """Per rollup name, its partitions, sorted."""
+        return {
+            name: [
+                TenantDay(t, dt.date.fromordinal(d)) for t, days in by_tenant.items() for d in days
+            ]
+            for name, by_tenant in self.days.items()
+        }
+
+    def request(self, reason: str) -> dg.RunRequest:
+        tags = {REASON_TAG: reason}
+        if self.first_tenant == self.last_tenant:
+            tags[TENANT_TAG] = self.first_tenant
+        else:
+            # No partition range to read the tenants from: what erasure checks (forget.py).
+            tags |= {TENANTS_FIRST_TAG: self.first_tenant, TENANTS_LAST_TAG: self.last_tenant}
+        return exact_refresh.request(exact_refresh.encode_days(self.days), tags)
+
+
+def plan_refresh(
+    affected: dict[str, set[tuple[str, dt.date]]],
+    tenant_order: list[str],
+    *,
+    first_day: dt.date,
+    last_day: dt.date,
+    max_runs: int,
+    run_cost: int = DEFAULT_RUN_COST,
+    max_waste: float = DEFAULT_MAX_WASTE,
+    exclude: Collection[str] = (),
+    exact_run_size: int | None = MAX_PARTITIONS_PER_RUN,
+) -> list[PlannedRun | ExactRun]:
+    """Runs covering every affected partition that Dagster knows (registered, in range), the
+    waste bound held per run and counted in partition-assets.
+
+    Tenants in `exclude` (offboarded) are never refreshed, nor inside a rectangle: each stretch
+    of the order between them is planned on its own. A rectangle refreshes every selected table
+    over its whole area. Each planned rectangle that would refresh more than `max_waste` times
+    the partition-assets that changed inside it (changes scattered through the tenant x day
+    matrix, or a table changed in a corner of a rectangle the others fill) is dropped, and its
+    changed partitions not refreshed by a kept rectangle go to exact runs instead: at most
+    `exact_run_size` partition-assets each, tenants in registration order. The partitions
+    refreshed are then at most `max_waste` x those changed, whatever the burst's shape. With
+    `exact_run_size` None, every rectangle is kept: the rectangles alone.
+    """
+    if exact_run_size is not None and exact_run_size < 1:
+        raise ValueError(f"exact_run_size must be at least 1, got {exact_run_size}")
+    coverings = _covering_runs(
+        affected,
+        tenant_order,
+        first_day=first_day,
+        last_day=last_day,
+        max_runs=max_runs,
+        run_cost=run_cost,
+        max_waste=max_waste,
+        exclude=exclude,
+    )
+    if exact_run_size is None:
+        return [c.run for c in coverings]
+    kept: list[_Covering] = []
+    dropped: list[_Covering] = []
+    for c in coverings:
+        fits = c.refreshed <= max_waste * sum(map(len, c.changed.values()))
+        (kept if fits else dropped).append(c)
+    refreshed = {(name, cell) for c in kept for name, cells in c.changed.items() for cell in cells}
+    leftover = {
+        (t, d, name)
+        for c in dropped
+        for name, cells in c.changed.items()
+        for t, d in cells
+        if (name, (t, d)) not in refreshed
+    }
+    planned: list[PlannedRun | ExactRun] = [c.run for c in kept]
+    return planned + _exact_runs(sorted(leftover), tenant_order, exact_run_size)
+
+
+def _exact_runs(
+    ordered: list[tuple[int, int, str]], tenant_order: list[str], size: int
+) -> list[ExactRun]:
+    """(tenant position, day ordinal, rollup name)s, sorted, cut into runs of at most `size`,
+    so that each run spans a stretch of neighbouring tenants."""
+    runs = []
+    for i in range(0, len(ordered), size):
+        part = ordered[i : i + size]
+        chunk: dict[str, dict[str, list[int]]] = {}
+        for t, d, name in part:
+            chunk.setdefault(name, {}).setdefault(tenant_order[t], []).append(d)
+        runs.append(
+            ExactRun(
+                {name: chunk[name] for name in sorted(chunk)},
+                tenant_order[part[0][0]],
+                tenant_order[part[-1][0]],
+            )
+        )
     return runs
 
 

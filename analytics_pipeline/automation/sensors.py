@@ -12,15 +12,17 @@ from dagster._core.events import JobFailureData
 from dagster._core.execution.plan.objects import StepFailureData
 
 from analytics_pipeline import telemetry
-from analytics_pipeline.assets.selection import ALL_ROLLUPS, ROLLUP_SELECTION
+from analytics_pipeline.assets.exact_refresh import build_exact_refresh_job
+from analytics_pipeline.assets.selection import ALL_ROLLUPS, ROLLUP_SELECTION, refresh_analytics_job
 from analytics_pipeline.automation.changes import (
     affected_since,
     complete_until,
     database_now,
     feeds,
 )
-from analytics_pipeline.automation.planning import PlannedRun, plan_runs
+from analytics_pipeline.automation.planning import ExactRun, PlannedRun, plan_refresh
 from analytics_pipeline.history import partitions_start
+from analytics_pipeline.names import REFRESH_JOB
 from analytics_pipeline.partitions import (
     OFFBOARDED_PARTITIONS_NAME,
     TENANTS_PARTITIONS_NAME,
@@ -173,30 +175,35 @@ def offboarding_requests(
 
 
 def build_late_data_sensor(
-    automation: AutomationSettings, first_day: dt.date | None = None
+    automation: AutomationSettings,
+    first_day: dt.date | None = None,
+    exact_job: dg.JobDefinition | None = None,
 ) -> dg.SensorDefinition:
     """The late-data sensor: its watermark trails the database clock by
-    `automation.late_data_lag_seconds`; at most `automation.late_data_max_runs` runs a tick.
-    Changes before `first_day` (the date dimension's start, as in the tenant sensor) have no
-    partition to refresh."""
+    `automation.late_data_lag_seconds`; at most `automation.late_data_max_runs` range runs a
+    tick, plus exact-refresh runs (`exact_job`, default: built for `first_day`) for changes too
+    scattered for ranges. Changes before `first_day` (the date dimension's start, as in the
+    tenant sensor) have no partition to refresh."""
     start = first_day or partitions_start()
+    exact = exact_job or build_exact_refresh_job(start)
     lag = dt.timedelta(seconds=automation.late_data_lag_seconds)
     max_runs = automation.late_data_max_runs
 
     @dg.sensor(
         name="late_data_sensor",
         minimum_interval_seconds=15,
-        target=ROLLUP_SELECTION,
+        jobs=[refresh_analytics_job, exact],
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Finds the (tenant, date) partitions whose OLTP rows changed since the last tick "
             "(updated_at watermarks per source; recorded_at for admin_actions) and requests "
-            "range runs of exactly the affected tables: one per tenant, or one over the bounding "
-            "rectangle when many tenants changed. The watermark trails the database clock by "
-            "ANALYTICS_LATE_DATA_LAG_SECONDS so in-flight transactions are not skipped, and it "
-            "only advances in a tick that requested its runs. On a hot standby the clock is the "
-            "replay position's time (pg_last_xact_replay_timestamp()), so replication lag is "
-            "never skipped."
+            "range runs of exactly the affected tables, rectangles of tenants x days that "
+            "refresh at most twice the partitions that changed; changes too scattered for that "
+            "go to refresh_exact_partitions runs, which refresh exactly them. The watermark "
+            "trails the database clock by ANALYTICS_LATE_DATA_LAG_SECONDS so in-flight "
+            "transactions are not skipped, and it only advances in a tick that requested its "
+            "runs. On a hot standby the clock is the replay position's time "
+            "(pg_last_xact_replay_timestamp()), so replication lag is never skipped."
         ),
     )
     def late_data_sensor(
@@ -220,7 +227,7 @@ def build_late_data_sensor(
                     cursor=json.dumps({k: now.isoformat() for k in keys}),
                 )
             affected = affected_since(conn, REGISTRY, watermarks, upto, default_after=upto)
-        runs = plan_runs(
+        runs = plan_refresh(
             affected,
             list(context.instance.get_dynamic_partitions(TENANTS_PARTITIONS_NAME)),
             first_day=start,
@@ -229,11 +236,23 @@ def build_late_data_sensor(
             exclude=set(context.instance.get_dynamic_partitions(OFFBOARDED_PARTITIONS_NAME)),
         )
         changed = sum(len(p) for p in affected.values())
+        exact_runs = [r for r in runs if isinstance(r, ExactRun)]
         context.log.info(
             f"{changed} changed (table, tenant, date) partition(s) -> {len(runs)} run(s)"
+            + (
+                f", {len(exact_runs)} of them exact ({sum(r.size for r in exact_runs)} "
+                "partition(s) too scattered for a range)"
+                if exact_runs
+                else ""
+            )
         )
         return dg.SensorResult(
-            run_requests=[r.request("late-data") for r in runs],
+            run_requests=[
+                r.request("late-data")
+                if isinstance(r, ExactRun)
+                else r.request("late-data", job_name=REFRESH_JOB)
+                for r in runs
+            ],
             cursor=json.dumps({k: max(upto, watermarks.get(k, upto)).isoformat() for k in keys}),
         )
 

@@ -34,7 +34,7 @@ from analytics_pipeline.instance.event_rows import (
     reset_asset_keys,
 )
 from analytics_pipeline.partitions import OFFBOARDED_PARTITIONS_NAME, TENANTS_PARTITIONS_NAME
-from analytics_pipeline.run_tags import run_tenant
+from analytics_pipeline.run_tags import TENANTS_FIRST_TAG, TENANTS_LAST_TAG, run_tenant
 
 REMOVED_ROWS = "[rows of an erased tenant removed]"
 _TABLE_CLASSES = {"TableMetadataEntryData": "TextMetadataEntryData", "TableMetadataValue": None}
@@ -263,6 +263,8 @@ def _covers(tags: Mapping[str, str], tenant_id: str, position: Mapping[str, int]
     start = tags.get("dagster/asset_partition_range_start", "")
     end = tags.get("dagster/asset_partition_range_end", "")
     tenants = [_tenant_of(k) for k in (start, end) if "|" in k]
+    if TENANTS_FIRST_TAG in tags and TENANTS_LAST_TAG in tags:
+        tenants = [tags[TENANTS_FIRST_TAG], tags[TENANTS_LAST_TAG]]
     if len(tenants) != 2 or tenant_id not in position:
         return any(t == tenant_id for t in tenants)
     lo, hi = (position.get(t, -1) for t in tenants)
