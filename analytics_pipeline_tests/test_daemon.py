@@ -28,8 +28,8 @@ DAY = "2026-03-20"
 LO = dt.datetime(2026, 3, 20, tzinfo=dt.UTC)
 OPENED = sa.text(
     "SELECT coalesce(sum(opened_tracked), 0) FROM analytics.campaign_analytics "
-    "WHERE tenant_id = 'tenant-001' AND date = :d"
-)
+    "WHERE tenant_id = :t AND date = :d"
+).bindparams(t="tenant-001")
 
 
 def _daemon_env(databases, tmp_path, monkeypatch, name: str, **extra: str) -> dict[str, str]:
@@ -112,6 +112,38 @@ def test_late_opens_are_refreshed_by_the_daemon(databases, tmp_path, monkeypatch
 
             wait_until(refreshed, 150, "the OLAP row to show the late opens")
             print(f"freshness: {time.monotonic() - changed_at:.1f}s from OLTP change to OLAP row")
+
+            # Changes far apart (two tenants, two weeks apart): no rectangle covers them within
+            # 2x, so the sensor requests a run of the exact-refresh job; the daemon must launch
+            # it from the sensor's request as it launches range runs.
+            scattered = {("tenant-002", "2026-03-13"): 0, ("tenant-003", "2026-03-27"): 0}
+            with engine.begin() as conn:
+                for tenant, day in scattered:
+                    opened = OPENED.bindparams(t=tenant)
+                    before_cell = conn.execute(opened, {"d": day}).scalar()
+                    lo = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+                    scattered[(tenant, day)] = (
+                        before_cell
+                        + conn.execute(
+                            sa.text(
+                                "UPDATE emails SET opened = now() WHERE tenant_id = :t AND "
+                                "opened IS NULL AND sent_at >= :lo AND sent_at < :hi"
+                            ),
+                            {"t": tenant, "lo": lo, "hi": lo + dt.timedelta(days=1)},
+                        ).rowcount
+                    )
+
+            def exact_run_done():
+                runs = instance.get_runs(dg.RunsFilter(job_name="refresh_exact_partitions"))
+                return bool(runs) and all(r.is_finished for r in runs)
+
+            wait_until(exact_run_done, 150, "the exact-refresh run of the scattered changes")
+            exact = instance.get_runs(dg.RunsFilter(job_name="refresh_exact_partitions"))
+            assert [r.status for r in exact] == [dg.DagsterRunStatus.SUCCESS]
+            assert exact[0].tags["analytics/reason"] == "late-data"
+            with engine.connect() as conn:
+                for (tenant, day), want in scattered.items():
+                    assert conn.execute(OPENED.bindparams(t=tenant), {"d": day}).scalar() == want
         finally:
             terminate(daemon)
     engine.dispose()

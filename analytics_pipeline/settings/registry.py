@@ -142,7 +142,8 @@ LATE_DATA_MAX_RUNS = Variable[int](
     whole_number(1),
     "a whole number >= 1",
     "`10`",
-    "late-data sensor: per-tenant runs per tick before it uses one bounding run",
+    "late-data sensor: range runs a tick above which neighbouring ones are merged (within "
+    "the waste bound; exact runs come on top)",
 )
 TENANTS_PER_RUN = Variable[int](
     "ANALYTICS_TENANTS_PER_RUN",
