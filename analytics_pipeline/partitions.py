@@ -178,6 +178,17 @@ class TenantWindow:
         return f"{self.tenant_id} {days}"
 
 
+def day_spans(days: Sequence[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive days of `days` (sorted, distinct ordinals), as (first, last)."""
+    spans = [[days[0], days[0]]]
+    for day in days[1:]:
+        if day - spans[-1][1] == 1:
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    return [(a, b) for a, b in spans]
+
+
 def to_windows(partitions: Sequence[TenantDay]) -> list[TenantWindow]:
     """Collapse partitions into the fewest per-tenant runs of consecutive days.
 

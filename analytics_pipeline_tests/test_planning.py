@@ -9,9 +9,9 @@ import random
 
 import pytest
 
+from analytics_pipeline.automation.exact_runs import ExactRun
 from analytics_pipeline.automation.planning import (
     DEFAULT_RUN_COST,
-    ExactRun,
     PlannedRun,
     plan_refresh,
 )

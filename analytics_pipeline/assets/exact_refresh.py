@@ -41,6 +41,7 @@ from analytics_pipeline.instance.batched_events import LoggedEvent, partition_ma
 from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
+    day_spans,
     validate_tenant_id,
 )
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
@@ -72,19 +73,11 @@ def encode_days(days: Mapping[str, Mapping[str, Sequence[int]]]) -> PartitionsCo
     for name, by_tenant in days.items():
         encoded[name] = {}
         for tenant, ordinals in by_tenant.items():
-            spans: list[str] = []
-            first = prev = ordinals[0]
-            for d in [*ordinals[1:], None]:
-                if d is not None and d == prev + 1:
-                    prev = d
-                    continue
-                span = dt.date.fromordinal(first).isoformat()
-                if prev > first:
-                    span += _SPAN + dt.date.fromordinal(prev).isoformat()
-                spans.append(span)
-                if d is not None:
-                    first = prev = d
-            encoded[name][tenant] = ",".join(spans)
+            encoded[name][tenant] = ",".join(
+                dt.date.fromordinal(first).isoformat()
+                + (_SPAN + dt.date.fromordinal(last).isoformat() if last > first else "")
+                for first, last in day_spans(ordinals)
+            )
     return encoded
 
 

@@ -24,15 +24,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from analytics_pipeline.assets import exact_refresh
+from analytics_pipeline.automation.exact_runs import ExactRun, exact_runs
 from analytics_pipeline.names import table_key
-from analytics_pipeline.partitions import MAX_PARTITIONS_PER_RUN, TenantDay, range_tags
-from analytics_pipeline.run_tags import (
-    REASON_TAG,
-    TENANT_TAG,
-    TENANTS_FIRST_TAG,
-    TENANTS_LAST_TAG,
-)
+from analytics_pipeline.partitions import MAX_PARTITIONS_PER_RUN, TenantDay, day_spans, range_tags
+from analytics_pipeline.run_tags import REASON_TAG, TENANT_TAG
 
 
 @dataclass(frozen=True)
@@ -75,17 +70,6 @@ def _bbox(a: _Rect, b: _Rect) -> _Rect:
     return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
 
 
-def _day_spans(days: list[int]) -> list[tuple[int, int]]:
-    """Runs of consecutive days of `days` (sorted, distinct ordinals), as (first, last)."""
-    spans = [[days[0], days[0]]]
-    for day in days[1:]:
-        if day - spans[-1][1] == 1:
-            spans[-1][1] = day
-        else:
-            spans.append([day, day])
-    return [(a, b) for a, b in spans]
-
-
 def cover(
     changed: dict[int, set[int]],
     *,
@@ -102,7 +86,7 @@ def cover(
     #    stacked into one rectangle. Neither adds an unchanged partition.
     stripes: dict[tuple[int, int], list[int]] = {}
     for tenant in sorted(changed):
-        for span in _day_spans(sorted(changed[tenant])):
+        for span in day_spans(sorted(changed[tenant])):
             stripes.setdefault(span, []).append(tenant)
     rects: list[_Rect] = []
     for (first, last), tenants in stripes.items():
@@ -202,41 +186,6 @@ def _covering_runs(
     return runs
 
 
-@dataclass(frozen=True)
-class ExactRun:
-    """A run of the exact-refresh job: exactly these partitions of each table, nothing around
-    them (assets/exact_refresh.py). For changes too scattered for any rectangle."""
-
-    # rollup name -> tenant (in registration order) -> its day ordinals, sorted
-    days: dict[str, dict[str, list[int]]]
-    first_tenant: str  # the stretch of the registration order its partitions lie in
-    last_tenant: str
-
-    @property
-    def size(self) -> int:
-        """Partition-assets the run refreshes."""
-        return sum(len(d) for by_tenant in self.days.values() for d in by_tenant.values())
-
-    @property
-    def partitions(self) -> dict[str, list[TenantDay]]:
-        """Per rollup name, its partitions, sorted."""
-        return {
-            name: [
-                TenantDay(t, dt.date.fromordinal(d)) for t, days in by_tenant.items() for d in days
-            ]
-            for name, by_tenant in self.days.items()
-        }
-
-    def request(self, reason: str) -> dg.RunRequest:
-        tags = {REASON_TAG: reason}
-        if self.first_tenant == self.last_tenant:
-            tags[TENANT_TAG] = self.first_tenant
-        else:
-            # No partition range to read the tenants from: what erasure checks (forget.py).
-            tags |= {TENANTS_FIRST_TAG: self.first_tenant, TENANTS_LAST_TAG: self.last_tenant}
-        return exact_refresh.request(exact_refresh.encode_days(self.days), tags)
-
-
 def plan_refresh(
     affected: dict[str, set[tuple[str, dt.date]]],
     tenant_order: list[str],
@@ -290,28 +239,7 @@ def plan_refresh(
         if (name, (t, d)) not in refreshed
     }
     planned: list[PlannedRun | ExactRun] = [c.run for c in kept]
-    return planned + _exact_runs(sorted(leftover), tenant_order, exact_run_size)
-
-
-def _exact_runs(
-    ordered: list[tuple[int, int, str]], tenant_order: list[str], size: int
-) -> list[ExactRun]:
-    """(tenant position, day ordinal, rollup name)s, sorted, cut into runs of at most `size`,
-    so that each run spans a stretch of neighbouring tenants."""
-    runs = []
-    for i in range(0, len(ordered), size):
-        part = ordered[i : i + size]
-        chunk: dict[str, dict[str, list[int]]] = {}
-        for t, d, name in part:
-            chunk.setdefault(name, {}).setdefault(tenant_order[t], []).append(d)
-        runs.append(
-            ExactRun(
-                {name: chunk[name] for name in sorted(chunk)},
-                tenant_order[part[0][0]],
-                tenant_order[part[-1][0]],
-            )
-        )
-    return runs
+    return planned + exact_runs(sorted(leftover), tenant_order, exact_run_size)
 
 
 def active_segments(tenant_order: Sequence[str], exclude: Collection[str]) -> list[list[str]]:

@@ -20,7 +20,8 @@ from analytics_pipeline.automation.changes import (
     database_now,
     feeds,
 )
-from analytics_pipeline.automation.planning import ExactRun, PlannedRun, plan_refresh
+from analytics_pipeline.automation.exact_runs import ExactRun
+from analytics_pipeline.automation.planning import PlannedRun, plan_refresh
 from analytics_pipeline.history import partitions_start
 from analytics_pipeline.names import REFRESH_JOB
 from analytics_pipeline.partitions import (
