@@ -361,9 +361,9 @@ def test_scattered_changes_are_refreshed_exactly_by_an_exact_run(
     (bench/production_scale.py --paths burst). The sensor sends them to the exact-refresh job;
     its run must rewrite exactly the changed partitions, with the same rows the contract gives,
     and record each of them (and only them) as materialized, with its own figures."""
-    from analytics_pipeline.assets.exact_refresh import EXACT_REFRESH_JOB
     from analytics_pipeline.definitions import defs
     from analytics_pipeline.resources.database import OlapDatabase
+    from analytics_pipeline.run_tags import EXACT_REFRESH_JOB
     from analytics_pipeline_tests import oracle
     from analytics_pipeline_tests.testbed import truncate_olap
 

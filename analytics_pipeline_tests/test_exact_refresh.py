@@ -4,7 +4,7 @@ Why: the late-data sensor sends scattered changes to this job (test_automation.p
 to end), and an operator may launch it from the launchpad with a hand-written config. A wrong
 entry (a table, a tenant, a day) must be refused with the value and the fix before anything is
 refreshed, so a run never writes part of what it was asked for; and a run over several tenants
-must still hold off a tenant's erasure while it is queued or running.
+must hold off the erasure of the tenants it lists while it is queued or running.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from analytics_pipeline.assets.exact_refresh import EXACT_REFRESH_JOB, decode, encode
+from analytics_pipeline.assets.exact_refresh import decode, encode
 from analytics_pipeline.errors import ConfigurationError
 from analytics_pipeline.instance.forget import active_runs_covering
 from analytics_pipeline.partitions import TenantDay, add_tenants
 from analytics_pipeline.resources.database import OlapDatabase
+from analytics_pipeline.run_tags import EXACT_REFRESH_JOB
 from analytics_pipeline_tests.testbed import TEST_SIZE, olap_rows, truncate_olap
 
 FIRST, LAST = dt.date(2026, 3, 12), dt.date(2026, 3, 31)
@@ -105,23 +106,38 @@ def test_a_run_with_one_bad_entry_refreshes_nothing(clean_instance, oltp_url, mo
     ]
 
 
-def test_a_running_exact_run_over_several_tenants_holds_off_their_erasure(clean_instance):
-    """The erasure refuses while a run covering the tenant is queued or running; an exact run has
-    no partition range, so it names its stretch of tenants in tags instead."""
-    add_tenants(clean_instance, ["a", "b", "c", "d"])
+@pytest.mark.parametrize(
+    "tags",
+    [
+        pytest.param({"analytics/tenants_first": "b", "analytics/tenants_last": "d"}, id="planned"),
+        pytest.param({}, id="launched-by-hand"),
+    ],
+)
+def test_a_running_exact_run_holds_off_the_erasure_of_exactly_the_tenants_it_lists(
+    clean_instance, oltp_url, monkeypatch, tags
+):
+    """The erasure refuses while a run that can write the tenant's rows is queued or running. An
+    exact run has no partition range: it covers the tenants its config lists. Not those its
+    tenant-span tags merely pass over (c, which could be offboarded and waiting for erasure), and
+    also when a person launched it from the launchpad with no tags at all."""
+    monkeypatch.setenv("OLTP_DATABASE_URL", oltp_url)
+    from analytics_pipeline.definitions import defs
+
+    order = ["a", "b", "c", "d", "e"]
+    add_tenants(clean_instance, order)
+    config = {
+        "campaign_analytics": {"b": "2026-03-20"},
+        "lead_analytics": {"b": "2026-03-21", "d": "2026-03-20..2026-03-22"},
+    }
     run = clean_instance.create_run_for_job(
-        dg.JobDefinition(graph_def=dg.GraphDefinition(name="noop", node_defs=[])),
-        tags={"analytics/tenants_first": "b", "analytics/tenants_last": "c"},
+        defs.resolve_job_def(EXACT_REFRESH_JOB),
+        run_config={"ops": {"refresh_partitions": {"config": {"partitions": config}}}},
+        tags=tags,
         status=dg.DagsterRunStatus.STARTED,
     )
     try:
-        order = ["a", "b", "c", "d"]
-        assert [
-            t for t in order if run.run_id in active_runs_covering(clean_instance, t, order)
-        ] == [
-            "b",
-            "c",
-        ]
+        held = [t for t in order if run.run_id in active_runs_covering(clean_instance, t, order)]
+        assert held == ["b", "d"]
     finally:
         clean_instance.delete_run(run.run_id)
 

@@ -36,7 +36,7 @@ from _dagster_services import LOCATION, REPOSITORY, DagsterServices
 from _databases import database
 
 from analytics_pipeline import cli
-from analytics_pipeline.assets.exact_refresh import EXACT_REFRESH_JOB, decode
+from analytics_pipeline.assets.exact_refresh import decode
 from analytics_pipeline.automation import changes, sensors
 from analytics_pipeline.definitions import defs
 from analytics_pipeline.partitions import (
@@ -52,6 +52,7 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.rollups.engine import refresh
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.run_tags import EXACT_REFRESH_JOB
 from analytics_pipeline.settings import AutomationSettings
 
 CAMPAIGN = "campaign_analytics"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from _dagster_db import stock_yaml
 from _databases import database
 
 from analytics_pipeline.demo.generator import DemoSize
@@ -28,14 +29,6 @@ from analytics_pipeline.partitions import TenantDay, add_tenants, range_tags
 from analytics_pipeline.warehouse.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
-STOCK = """
-storage:
-  postgres:
-    postgres_url:
-      env: DAGSTER_PG_URL
-telemetry:
-  enabled: false
-"""
 
 
 def main() -> int:
@@ -72,7 +65,9 @@ def main() -> int:
         f"DAGSTER_EVENT_BATCH_SIZE={os.environ.get('DAGSTER_EVENT_BATCH_SIZE', 'unset')}"
     )
     results = {}
-    for label, yaml in (("stock", STOCK), ("pooled", (ROOT / "dagster.yaml").read_text())):
+    project = (ROOT / "dagster.yaml").read_text()
+    # The two instances differ only in their storage (bench/_dagster_db.py `stock_yaml`).
+    for label, yaml in (("stock", stock_yaml(project)), ("pooled", project)):
         url = database(f"ap_bench_bookkeeping_{label}", fresh=True)
         os.environ["DAGSTER_PG_URL"] = (
             sa.make_url(url)

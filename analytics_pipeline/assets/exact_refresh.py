@@ -47,9 +47,8 @@ from analytics_pipeline.partitions import (
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
 from analytics_pipeline.resources.tracking import EventTrackingResource
 from analytics_pipeline.rollups.tables import REGISTRY
+from analytics_pipeline.run_tags import EXACT_REFRESH_JOB, EXACT_REFRESH_OP
 
-EXACT_REFRESH_JOB = "refresh_exact_partitions"
-_OP = "refresh_partitions"
 _SPAN = ".."
 
 # table -> tenant -> its days, as inclusive spans: "2026-03-01..2026-03-03,2026-03-09".
@@ -153,7 +152,7 @@ def request(partitions: PartitionsConfig, tags: Mapping[str, str]) -> dg.RunRequ
     """A run of the exact-refresh job over exactly `partitions` (as `encode` gives them)."""
     return dg.RunRequest(
         job_name=EXACT_REFRESH_JOB,
-        run_config={"ops": {_OP: {"config": {"partitions": partitions}}}},
+        run_config={"ops": {EXACT_REFRESH_OP: {"config": {"partitions": partitions}}}},
         tags=dict(tags),
     )
 
@@ -169,7 +168,7 @@ def build_exact_refresh_job(
     """
 
     @dg.op(
-        name=_OP,
+        name=EXACT_REFRESH_OP,
         pool=OLTP_POOL,
         out={},
         description="Refreshes exactly the listed (tenant, date) partitions of each listed "

@@ -43,7 +43,8 @@ class ExactRun:
         if self.first_tenant == self.last_tenant:
             tags[TENANT_TAG] = self.first_tenant
         else:
-            # No partition range to read the tenants from: what erasure checks (forget.py).
+            # No partition range shows its tenants in the UI's run list: the stretch does. (The
+            # erasure reads the run's config, which lists them exactly: forget.py.)
             tags |= {TENANTS_FIRST_TAG: self.first_tenant, TENANTS_LAST_TAG: self.last_tenant}
         return exact_refresh.request(exact_refresh.encode_days(self.days), tags)
 

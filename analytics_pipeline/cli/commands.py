@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import time
 from typing import TYPE_CHECKING
-
-import sqlalchemy as sa
 
 from analytics_pipeline.errors import ConfigurationError
 
@@ -60,27 +57,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Load the synthetic dataset into OLTP (COPY), deterministic by seed."""
-    from analytics_pipeline.demo.loader import load_demo
+    from analytics_pipeline.demo.loader import load_demo_at
     from analytics_pipeline.history import record_partitions_start
-    from analytics_pipeline.progress import reporting
     from analytics_pipeline.runtime import environment
 
     size = _size(args)
     record_partitions_start(size.first_day)
     with environment(need_dagster_home=False) as settings:
-        engine = sa.create_engine(settings.oltp_loader_url)
-        started = time.perf_counter()
-        with (
-            engine.begin() as conn,
-            reporting("OLTP load", size.tenants, "tenants") as progress,
-        ):
-            report = load_demo(conn, size, on_tenant=lambda rows: progress.advance(1, rows))
-        engine.dispose()
+        report, seconds = load_demo_at(settings.oltp_loader_url, size)
     if report is None:
         print("that dataset is already loaded; nothing to do")
     else:
-        rows = ", ".join(f"{k} {v:,}" for k, v in report.rows.items())
-        print(f"loaded in {time.perf_counter() - started:.1f}s: {rows}")
+        print(f"loaded in {seconds:.1f}s: {report.counts()}")
     return 0
 
 

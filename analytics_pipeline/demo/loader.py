@@ -8,6 +8,7 @@ no-op; another size or seed replaces the demo rows, in one transaction.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from analytics_pipeline.demo.bulk import LOAD_ORDER, LoadReport, load
 from analytics_pipeline.demo.generator import DemoSize
 from analytics_pipeline.errors import DemoDataError
+from analytics_pipeline.progress import reporting
 from analytics_pipeline.settings import redact
 from analytics_pipeline.sources.schema import create_oltp_schema, oltp_schema_exists
 
@@ -72,3 +74,16 @@ def load_demo(
         )
     )
     return report
+
+
+def load_demo_at(url: str | sa.URL, size: DemoSize) -> tuple[LoadReport | None, float]:
+    """`load_demo` into the database at `url` in one transaction, with its progress tenant by
+    tenant on the terminal; the report (None when that data was there) and the seconds taken."""
+    engine = sa.create_engine(url)
+    started = time.perf_counter()
+    try:
+        with engine.begin() as conn, reporting("OLTP load", size.tenants, "tenants") as progress:
+            report = load_demo(conn, size, on_tenant=lambda rows: progress.advance(1, rows))
+    finally:
+        engine.dispose()
+    return report, time.perf_counter() - started

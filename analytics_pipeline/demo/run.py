@@ -12,12 +12,12 @@ import sqlalchemy as sa
 from dagster._core.utils import make_new_run_id
 
 from analytics_pipeline.demo.generator import DemoSize
-from analytics_pipeline.demo.loader import load_demo
+from analytics_pipeline.demo.loader import load_demo_at
 from analytics_pipeline.errors import AnalyticsPipelineError
 from analytics_pipeline.instance.run_health import local_run_tags, reap_dead_runs
 from analytics_pipeline.names import REFRESH_JOB
 from analytics_pipeline.partitions import TENANTS_PARTITIONS_NAME, TenantDay, range_tags
-from analytics_pipeline.progress import reporting, watching_run
+from analytics_pipeline.progress import watching_run
 from analytics_pipeline.rollups.schema import SCHEMA
 from analytics_pipeline.rollups.tables import REGISTRY
 from analytics_pipeline.rollups.tables.campaign_analytics import CAMPAIGN_ANALYTICS
@@ -51,20 +51,12 @@ def run_demo(
     defs = build_definitions(Settings.from_env())
     oltp_engine = sa.create_engine(settings.oltp_url)
     olap_engine = sa.create_engine(settings.olap_url)
-    loader_engine = sa.create_engine(settings.oltp_loader_url)
     try:
-        started = time.perf_counter()
-        with (
-            loader_engine.begin() as conn,
-            reporting("OLTP load", size.tenants, "tenants") as progress,
-        ):
-            report = load_demo(conn, size, on_tenant=lambda rows: progress.advance(1, rows))
-        loader_engine.dispose()
+        report, seconds = load_demo_at(settings.oltp_loader_url, size)
         if report is None:
             echo(f"OLTP: demo dataset already loaded (seed {size.seed}), reusing it")
         else:
-            rows = ", ".join(f"{k} {v:,}" for k, v in report.rows.items())
-            echo(f"OLTP: loaded in {time.perf_counter() - started:.1f}s: {rows}")
+            echo(f"OLTP: loaded in {seconds:.1f}s: {report.counts()}")
         for line in upgrade_database(settings.olap_url):
             echo(f"OLAP: {line}")
 

@@ -34,7 +34,7 @@ from analytics_pipeline.instance.event_rows import (
     reset_asset_keys,
 )
 from analytics_pipeline.partitions import OFFBOARDED_PARTITIONS_NAME, TENANTS_PARTITIONS_NAME
-from analytics_pipeline.run_tags import TENANTS_FIRST_TAG, TENANTS_LAST_TAG, run_tenant
+from analytics_pipeline.run_tags import EXACT_REFRESH_JOB, exact_run_tenants, run_tenant
 
 REMOVED_ROWS = "[rows of an erased tenant removed]"
 _TABLE_CLASSES = {"TableMetadataEntryData": "TextMetadataEntryData", "TableMetadataValue": None}
@@ -241,7 +241,11 @@ def _scrub_everything(conn: sa.Connection, tenant_id: str, pseudonym: str) -> in
 def active_runs_covering(
     instance: dg.DagsterInstance, tenant_id: str, tenant_order: Sequence[str]
 ) -> list[str]:
-    """Ids of queued or in-progress runs whose partitions include the tenant."""
+    """Ids of queued or in-progress runs whose partitions include the tenant.
+
+    A run of assets covers its partition key or range; an exact-refresh run covers the tenants
+    its config lists, whether the planner or a person launched it.
+    """
     position = {t: i for i, t in enumerate(tenant_order)}
     statuses = [
         dg.DagsterRunStatus.QUEUED,
@@ -252,7 +256,11 @@ def active_runs_covering(
     ]
     found = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses)):
-        if _covers(run.tags, tenant_id, position):
+        if run.job_name == EXACT_REFRESH_JOB:
+            covers = tenant_id in exact_run_tenants(run.run_config)
+        else:
+            covers = _covers(run.tags, tenant_id, position)
+        if covers:
             found.append(run.run_id)
     return found
 
@@ -263,8 +271,6 @@ def _covers(tags: Mapping[str, str], tenant_id: str, position: Mapping[str, int]
     start = tags.get("dagster/asset_partition_range_start", "")
     end = tags.get("dagster/asset_partition_range_end", "")
     tenants = [_tenant_of(k) for k in (start, end) if "|" in k]
-    if TENANTS_FIRST_TAG in tags and TENANTS_LAST_TAG in tags:
-        tenants = [tags[TENANTS_FIRST_TAG], tags[TENANTS_LAST_TAG]]
     if len(tenants) != 2 or tenant_id not in position:
         return any(t == tenant_id for t in tenants)
     lo, hi = (position.get(t, -1) for t in tenants)
