@@ -20,7 +20,7 @@ from analytics_pipeline.instance.forget import active_runs_covering
 from analytics_pipeline.partitions import TenantDay, add_tenants
 from analytics_pipeline.resources.database import OlapDatabase
 from analytics_pipeline.run_tags import EXACT_REFRESH_JOB
-from analytics_pipeline_tests.testbed import TEST_SIZE, olap_rows, truncate_olap
+from analytics_pipeline_tests.testbed import STOCK_DAGSTER_YAML, TEST_SIZE, olap_rows, truncate_olap
 
 FIRST, LAST = dt.date(2026, 3, 12), dt.date(2026, 3, 31)
 REGISTERED = {"tenant-001", "tenant-002"}
@@ -104,6 +104,75 @@ def test_a_run_with_one_bad_entry_refreshes_nothing(clean_instance, oltp_url, mo
     assert not [
         e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
     ]
+
+
+@pytest.mark.parametrize("storage", ["project", "stock"])
+def test_an_exact_runs_partitions_show_materialized_or_failed_as_an_asset_runs_do(
+    clean_instance, oltp_url, monkeypatch, fresh_instance_home, storage
+):
+    """Dagster plans materializations only for the assets a run selects, so without its own
+    planned events an exact run that failed left no trace in the partitions matrix: a table it
+    never got to looked as it did before. The run plans every listed partition before it
+    refreshes any; when the second table's refresh fails (injected: a real fault mid-run is not
+    reproducible), its partitions show failed, the first table's materialized, the rest as they
+    were. On the project's storage (one planned event per table, its partitions as a subset) as
+    on stock dagster-postgres (one per partition)."""
+    if storage == "stock":
+        _, home = fresh_instance_home(STOCK_DAGSTER_YAML, "exact_refresh_stock")
+        instance = dg.DagsterInstance.from_config(str(home))
+    else:
+        instance = clean_instance
+    monkeypatch.setenv("OLTP_DATABASE_URL", oltp_url)
+    monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
+    from analytics_pipeline.assets import exact_refresh
+    from analytics_pipeline.definitions import defs
+
+    real = exact_refresh.refresh_reported
+
+    def failing_for_leads(context, rollup, partitions, *args):
+        if rollup.name == "lead_analytics":
+            raise RuntimeError("injected: OLAP went away during lead_analytics")
+        return real(context, rollup, partitions, *args)
+
+    monkeypatch.setattr(exact_refresh, "refresh_reported", failing_for_leads)
+    add_tenants(instance, TEST_SIZE.tenant_ids())
+    truncate_olap(OlapDatabase(url=oltp_url))
+    config = {
+        "campaign_analytics": {"tenant-001": "2026-03-20..2026-03-21"},
+        "lead_analytics": {"tenant-002": "2026-03-20", "tenant-001": "2026-03-22"},
+    }
+    result = defs.resolve_job_def(EXACT_REFRESH_JOB).execute_in_process(
+        run_config={"ops": {"refresh_partitions": {"config": {"partitions": config}}}},
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+
+    def statuses(asset: str, keys: list[str]) -> dict[str, str]:
+        asset_def = defs.resolve_assets_def(dg.AssetKey(["analytics", asset]))
+        partitions_def = asset_def.partitions_def
+        assert partitions_def is not None
+        found = instance.get_status_by_partition(asset_def.key, keys, partitions_def)
+        if found is None:  # Dagster has no status for an asset with no events at all
+            return dict.fromkeys(keys, "MISSING")
+        return {key: status.value if status else "MISSING" for key, status in found.items()}
+
+    def key(day: str, tenant: str) -> str:
+        return f"{day}|{tenant}"
+
+    campaign = [key("2026-03-20", "tenant-001"), key("2026-03-21", "tenant-001")]
+    leads = [key("2026-03-20", "tenant-002"), key("2026-03-22", "tenant-001")]
+    untouched = [key("2026-03-22", "tenant-002")]
+    assert statuses("campaign_analytics", campaign + untouched) == {
+        campaign[0]: "MATERIALIZED",
+        campaign[1]: "MATERIALIZED",
+        untouched[0]: "MISSING",
+    }
+    assert statuses("lead_analytics", leads + untouched) == {
+        leads[0]: "FAILED",
+        leads[1]: "FAILED",
+        untouched[0]: "MISSING",
+    }
 
 
 @pytest.mark.parametrize(

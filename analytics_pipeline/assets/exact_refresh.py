@@ -11,9 +11,12 @@ each table's partitions with the same engine, checks and telemetry as the assets
 transaction per table), and records each refreshed partition as a materialization of the
 table's asset, with that partition's own figures and its dimension tags, as the asset would,
 stored in batches as an asset step's are (instance/batched_events.py).
-The run summary and the checks' results are recorded once per table, as the asset does. What is
-not there: the materializations carry no data version (Dagster computes one only for asset
-steps), and the partitions do not show as "in progress" while the run is queued or running.
+The run summary and the checks' results are recorded once per table, as the asset does. Before
+refreshing anything the op plans every listed partition (instance/planned_events.py), so the
+partitions show "in progress" while it runs and "failed" if it fails before materializing them,
+as an asset run's do. What is not there: they are not "in progress" while the run is still
+queued (Dagster plans at run creation only for assets), and the materializations carry no data
+version (Dagster computes one only for asset steps).
 """
 
 import datetime as dt
@@ -38,10 +41,12 @@ from analytics_pipeline.errors import (
     InvalidPartitionKeyError,
 )
 from analytics_pipeline.instance.batched_events import LoggedEvent, partition_materializations
+from analytics_pipeline.instance.planned_events import plan_materializations
 from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
     day_spans,
+    tenant_daily_partitions,
     validate_tenant_id,
 )
 from analytics_pipeline.resources.database import OlapDatabase, OltpDatabase
@@ -167,6 +172,8 @@ def build_exact_refresh_job(
     which makes Dagster warn about a beta parameter of the sensor's it never set.
     """
 
+    partitions_def = tenant_daily_partitions(first_day)
+
     @dg.op(
         name=EXACT_REFRESH_OP,
         pool=OLTP_POOL,
@@ -188,6 +195,15 @@ def build_exact_refresh_job(
             last_day=dt.datetime.now(dt.UTC).date(),
         )
         by_name = {r.name: r for r in REGISTRY}
+        # Planned before any is refreshed, as for an asset run: every listed partition shows in
+        # progress from here, and failed if the run stops before materializing it.
+        for name, partitions in wanted.items():
+            plan_materializations(
+                context,
+                rollup_key(by_name[name]),
+                partitions_def,
+                [str(p.partition_key()) for p in partitions],
+            )
         for name, partitions in wanted.items():
             rollup = by_name[name]
             key = rollup_key(rollup)

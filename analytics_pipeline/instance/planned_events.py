@@ -15,20 +15,32 @@ form loses failed partitions. `incomplete_attempts` below adds the subset events
 partition by partition, by the same rule the stock query applies per partition: a partition's
 latest planned event counts while no materialization came after it.
 
+An op that materializes partitions of assets (the exact-refresh job, assets/exact_refresh.py)
+gets no planned events from Dagster, which plans only the assets a run selects:
+`plan_materializations` records them from the op, as Dagster would for an asset run.
+
 Built on Dagster internals (the property above, the event-log table and the stock query's
-semantics), pinned with Dagster in pyproject.toml; analytics_pipeline_tests/test_planned_events.py
-checks that Dagster still emits one subset event per asset, and that in-progress, failed and
-materialized partitions come out exactly as on stock storage.
+semantics, `AssetMaterializationPlannedData`), pinned with Dagster in pyproject.toml;
+analytics_pipeline_tests/test_instance_storage.py checks that Dagster still emits one subset event
+per asset, and that in-progress, failed and materialized partitions come out exactly as on stock
+storage; test_exact_refresh.py that an exact run's partitions show failed when it fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.events import DagsterEventType
+from dagster._core.events import (
+    AssetMaterializationPlannedData,
+    DagsterEvent,
+    DagsterEventBatchMetadata,
+    DagsterEventType,
+    generate_event_batch_id,
+)
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._serdes import deserialize_value
@@ -103,3 +115,43 @@ def incomplete_attempts(
             if current is None or current[1] < event_id:
                 attempts[key] = (run_id, event_id)
     return attempts
+
+
+def plan_materializations(
+    context: dg.OpExecutionContext,
+    asset_key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition,
+    partition_keys: Sequence[str],
+) -> None:
+    """Record that this op's run will materialize `partition_keys` of `asset_key`, as Dagster
+    records it for an asset run when the run is created: one planned event with the keys as a
+    subset where the storage reads those (this project's), else one per key, in a batch. The
+    partitions then show "in progress" until each is materialized, and "failed" if the run ends
+    first."""
+    step = context.get_step_execution_context()
+    storage = context.instance.event_log_storage
+    if storage.supports_partition_subset_in_asset_materialization_planned_events:
+        planned = [
+            AssetMaterializationPlannedData(
+                asset_key,
+                partition=None,
+                partitions_subset=partitions_def.subset_with_partition_keys(partition_keys),
+            )
+        ]
+    else:
+        planned = [
+            AssetMaterializationPlannedData(asset_key, partition=key, partitions_subset=None)
+            for key in partition_keys
+        ]
+    # Dagster leaves this helper unannotated (it returns a str).
+    batch_id = generate_event_batch_id()  # type: ignore[no-untyped-call]
+    for i, data in enumerate(planned):
+        event = DagsterEvent.build_asset_materialization_planned_event(
+            step.job_name, step.step.key, data
+        )
+        context.instance.report_dagster_event(
+            event,
+            context.run_id,
+            logging.DEBUG,
+            batch_metadata=DagsterEventBatchMetadata(batch_id, i == len(planned) - 1),
+        )
