@@ -59,6 +59,7 @@ def test_the_replaced_dagster_function_is_the_pinned_one() -> None:
     # A new Dagster may split backfills differently (or fix it): review backfill_runs.py, then
     # move the pin to the new source's hash.
     assert backfill_runs.stock_source_sha256() == backfill_runs.STOCK_SOURCE_SHA256
+    assert backfill_runs.job_stock_source_sha256() == backfill_runs.JOB_STOCK_SOURCE_SHA256
 
 
 @pytest.mark.parametrize("bound", [None, 1, 7, 40, 10_000])

@@ -21,36 +21,69 @@ Nothing else changes: the runs are ordinary range runs (tags `dagster/asset_part
 the backfill tracks them as its own, and its page shows the partitions as they materialize.
 Anything that is not a two-dimensional `MultiPartitionsDefinition` takes Dagster's own path.
 
-Built on a Dagster internal (the module function above, looked up by name on every call),
-pinned with Dagster in pyproject.toml. `install()` puts it in place in every process that loads
-the project's instance (analytics_pipeline/instance/storage.py calls it): the daemon, where
+A job backfill (the job's Partitions tab in the UI: "Launch backfill" of `refresh_analytics`)
+takes another path, `job_backfill._get_partitions_chunk`, with the same split by tenant and a
+checkpoint in the list of keys: 500 runs, 25 at a time. For a two-dimensional job with a backfill
+policy that allows ranges, its keys not yet in a run of the backfill become the same rectangles,
+all at once (8 runs for all partitions at 500 x 730); the checkpoint is then the last key, so a
+later turn of the daemon finds nothing left and waits for the runs, as Dagster's does after its
+last chunk. Dagster gives each range run of a job backfill the tags of the range's first
+partition, its dimension tags (`dagster/partition/tenant`, `.../date`) included, and a run with
+those refreshes that one partition only (every other partition of the range would stay
+missing): `create_backfill_run` here leaves them off range runs.
+
+Built on Dagster internals (the three module functions above, looked up by name on every call),
+pinned with Dagster in pyproject.toml. `install()` puts them in place in every process that
+loads the project's instance (analytics_pipeline/instance/storage.py calls it): the daemon, where
 backfills are turned into runs, and the webserver. analytics_pipeline_tests/test_backfill_runs.py
-fails when an upgrade changes the stock function (its source is pinned by hash) or when the runs
-stop covering exactly the requested partitions.
+fails when an upgrade changes the stock functions (their sources are pinned by hash) or when the
+runs stop covering exactly the requested partitions; test_daemon.py runs both kinds of backfill
+of every partition on the real daemon.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 from dagster._core.definitions import automation_tick_evaluation_context as _tick
 from dagster._core.definitions.backfill_policy import BackfillPolicyType
+from dagster._core.execution import job_backfill as _job
+from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.storage.tags import (
+    BACKFILL_ID_TAG,
+    MULTIDIMENSIONAL_PARTITION_PREFIX,
+    PARTITION_NAME_TAG,
+)
 
-# sha256 of the stock function's source, Dagster 1.13.27: a different one means an upgrade
+from analytics_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
+
+# sha256 of the stock functions' sources, Dagster 1.13.27: a different one means an upgrade
 # changed how backfills become runs; review this module before moving the pin.
 STOCK_SOURCE_SHA256 = "b586ec03ce74ad8247cb959a707e2283ae4bcbd52b975a500c13f0ae6bfa4553"
+JOB_STOCK_SOURCE_SHA256 = "d3fecdd1fed90427c1e4360a349f375b4b7ed989bdd69be1b67e53c6eb06e737"
 
 _PATCHED = "_build_run_requests_with_backfill_policy"
 _STOCK = getattr(_tick, _PATCHED)
+_JOB_PATCHED = "_get_partitions_chunk"
+_JOB_STOCK = getattr(_job, _JOB_PATCHED)
+_RUN_PATCHED = "create_backfill_run"
+_RUN_STOCK = getattr(_job, _RUN_PATCHED)
 
 
 def stock_source_sha256() -> str:
     """The sha256 of the installed Dagster's stock function, for the pin's guard test."""
     return hashlib.sha256(inspect.getsource(_STOCK).encode()).hexdigest()
+
+
+def job_stock_source_sha256() -> str:
+    """The sha256 of the installed Dagster's stock job-backfill chunking and run creation, for
+    the guard test."""
+    sources = inspect.getsource(_JOB_STOCK) + inspect.getsource(_RUN_STOCK)
+    return hashlib.sha256(sources.encode()).hexdigest()
 
 
 def _stretches(indices: Iterable[int]) -> list[tuple[int, int]]:
@@ -169,11 +202,99 @@ def _build_run_requests_with_backfill_policy(
     ]
 
 
+def _two_dimensional(partitions_def: dg.PartitionsDefinition | None) -> bool:
+    return (
+        isinstance(partitions_def, dg.MultiPartitionsDefinition)
+        and len(partitions_def.partitions_defs) == 2
+    )
+
+
+def _get_partitions_chunk(
+    instance: dg.DagsterInstance,
+    logger: Any,
+    backfill_job: PartitionBackfill,
+    chunk_size: int,
+    partition_set: Any,
+) -> tuple[Sequence[str | dg.PartitionKeyRange], str, bool]:
+    """Dagster's function, but a job backfill's multi-partitioned keys become rectangles, all
+    at once (module docstring): (what to submit, the checkpoint, whether more is left)."""
+    partitions_def = (
+        partition_set.get_partitions_definition()
+        if partition_set.has_partitions_definition()
+        else None
+    )
+    policy: dg.BackfillPolicy | None = partition_set.backfill_policy
+    if (
+        policy is None
+        or policy.max_partitions_per_run == 1
+        or not isinstance(partitions_def, dg.MultiPartitionsDefinition)
+        or not _two_dimensional(partitions_def)
+    ):
+        stock: tuple[Sequence[str | dg.PartitionKeyRange], str, bool] = _JOB_STOCK(
+            instance, logger, backfill_job, chunk_size, partition_set
+        )
+        return stock
+    names = list(backfill_job.partition_names or [])
+    last = names[-1] if names else ""
+    if not names or backfill_job.last_submitted_partition_name == last:
+        return [], last, False  # every key is in a run already: the daemon waits for them
+    # What runs of this backfill hold already (a turn of the daemon that stopped half-way).
+    submitted: set[str] = set()
+    runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_job.backfill_id}))
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        for run in runs:
+            start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+            if start and end and PARTITION_NAME_TAG not in run.tags:
+                key_range = dg.PartitionKeyRange(start=start, end=end)
+                submitted.update(partitions_def.get_partition_keys_in_range(key_range))
+            elif PARTITION_NAME_TAG in run.tags:
+                submitted.add(run.tags[PARTITION_NAME_TAG])
+    left = [n for n in names if n not in submitted]
+    bound = (
+        None
+        if policy.policy_type == BackfillPolicyType.SINGLE_RUN
+        else policy.max_partitions_per_run
+    )
+    return covering_ranges(partitions_def, left, bound, instance), last, False
+
+
+def create_backfill_run(
+    request_context: Any,
+    instance: dg.DagsterInstance,
+    code_location: Any,
+    remote_job: Any,
+    partition_set: Any,
+    backfill_job: PartitionBackfill,
+    key_or_range: str | dg.PartitionKeyRange,
+    run_tags: Mapping[str, str],
+    run_config: Mapping[str, Any],
+) -> Any:
+    """Dagster's function, but a range run carries no dimension tags of one partition."""
+    if isinstance(key_or_range, dg.PartitionKeyRange):
+        prefix = MULTIDIMENSIONAL_PARTITION_PREFIX
+        run_tags = {k: v for k, v in run_tags.items() if not k.startswith(prefix)}
+    return _RUN_STOCK(
+        request_context,
+        instance,
+        code_location,
+        remote_job,
+        partition_set,
+        backfill_job,
+        key_or_range,
+        run_tags,
+        run_config,
+    )
+
+
 def install() -> None:
     """Put the rectangular backfill runs in place in this process (idempotent)."""
     setattr(_tick, _PATCHED, _build_run_requests_with_backfill_policy)
+    setattr(_job, _JOB_PATCHED, _get_partitions_chunk)
+    setattr(_job, _RUN_PATCHED, create_backfill_run)
 
 
 def uninstall() -> None:
-    """Restore Dagster's own function (tests compare the two)."""
+    """Restore Dagster's own functions (tests compare the two)."""
     setattr(_tick, _PATCHED, _STOCK)
+    setattr(_job, _JOB_PATCHED, _JOB_STOCK)
+    setattr(_job, _RUN_PATCHED, _RUN_STOCK)
