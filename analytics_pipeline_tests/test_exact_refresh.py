@@ -78,22 +78,29 @@ def test_a_bad_entry_is_refused_naming_it_and_the_fix(config, named, fix):
     assert named in str(info.value) and fix in str(info.value)
 
 
+def _run_exact(
+    instance: dg.DagsterInstance, oltp_url: str, config: dict[str, dict[str, str]]
+) -> dg.ExecuteInProcessResult:
+    """An exact-refresh run of `config` on empty OLAP tables, the test tenants registered."""
+    from analytics_pipeline.definitions import defs
+
+    add_tenants(instance, TEST_SIZE.tenant_ids())
+    truncate_olap(OlapDatabase(url=oltp_url))
+    return defs.resolve_job_def(EXACT_REFRESH_JOB).execute_in_process(
+        run_config={"ops": {"refresh_partitions": {"config": {"partitions": config}}}},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
 def test_a_run_with_one_bad_entry_refreshes_nothing(clean_instance, oltp_url, monkeypatch):
     monkeypatch.setenv("OLTP_DATABASE_URL", oltp_url)
     monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
-    from analytics_pipeline.definitions import defs
-
-    add_tenants(clean_instance, TEST_SIZE.tenant_ids())
-    truncate_olap(OlapDatabase(url=oltp_url))
     config = {
         "campaign_analytics": {"tenant-001": "2026-03-20"},
         "lead_analytics": {"tenant-001": "2026-03-20", "tenant-404": "2026-03-20"},
     }
-    result = defs.resolve_job_def(EXACT_REFRESH_JOB).execute_in_process(
-        run_config={"ops": {"refresh_partitions": {"config": {"partitions": config}}}},
-        instance=clean_instance,
-        raise_on_error=False,
-    )
+    result = _run_exact(clean_instance, oltp_url, config)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert (
@@ -135,17 +142,11 @@ def test_an_exact_runs_partitions_show_materialized_or_failed_as_an_asset_runs_d
         return real(context, rollup, partitions, *args)
 
     monkeypatch.setattr(exact_refresh, "refresh_reported", failing_for_leads)
-    add_tenants(instance, TEST_SIZE.tenant_ids())
-    truncate_olap(OlapDatabase(url=oltp_url))
     config = {
         "campaign_analytics": {"tenant-001": "2026-03-20..2026-03-21"},
         "lead_analytics": {"tenant-002": "2026-03-20", "tenant-001": "2026-03-22"},
     }
-    result = defs.resolve_job_def(EXACT_REFRESH_JOB).execute_in_process(
-        run_config={"ops": {"refresh_partitions": {"config": {"partitions": config}}}},
-        instance=instance,
-        raise_on_error=False,
-    )
+    result = _run_exact(instance, oltp_url, config)
     assert not result.success
 
     def statuses(asset: str, keys: list[str]) -> dict[str, str]:
@@ -219,7 +220,6 @@ def test_an_exact_runs_materializations_reach_the_storage_in_batches(
     and be stored exactly as Dagster stores the same materializations yielded by an op."""
     monkeypatch.setenv("OLTP_DATABASE_URL", oltp_url)
     monkeypatch.delenv("OLAP_DATABASE_URL", raising=False)
-    from analytics_pipeline.definitions import defs
 
     add_tenants(clean_instance, TEST_SIZE.tenant_ids())
     storage = clean_instance.event_log_storage
@@ -243,10 +243,7 @@ def test_an_exact_runs_materializations_reach_the_storage_in_batches(
         "campaign_analytics": {"tenant-001": "2026-03-20..2026-03-22"},
         "lead_analytics": {"tenant-002": "2026-03-25,2026-03-27"},
     }
-    result = defs.resolve_job_def(EXACT_REFRESH_JOB).execute_in_process(
-        run_config={"ops": {"refresh_partitions": {"config": {"partitions": config}}}},
-        instance=clean_instance,
-    )
+    result = _run_exact(clean_instance, oltp_url, config)
     assert result.success
     mat = dg.DagsterEventType.ASSET_MATERIALIZATION
     assert mat not in alone
