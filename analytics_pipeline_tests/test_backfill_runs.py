@@ -193,3 +193,67 @@ def test_large_subsets_are_logged_as_a_count_and_small_ones_as_dagster_does(
     first = sorted(every)[: backfill_logs.MAX_KEYS_SHOWN]
     assert text == f"{len(every):,} partitions, the first 20: {', '.join(first)}, ..."
     assert len(text) < 1_000 < len(stock_big)
+
+
+def test_a_job_backfill_resumed_half_way_submits_exactly_what_no_run_holds(
+    registered: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A daemon that stopped after creating some of a job backfill's runs (no checkpoint is
+    # saved before all are submitted) must, on its next turn, cover exactly the keys no run of
+    # the backfill holds yet: none twice, none lost. Then, with the checkpoint at the last key,
+    # nothing more. On the job's partition set as the code server serves it.
+    import logging
+
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.test_utils import create_test_daemon_workspace_context, load_remote_repo
+    from dagster._core.workspace.load_target import ModuleTarget
+
+    from analytics_pipeline.names import REFRESH_JOB
+    from analytics_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
+
+    monkeypatch.setenv("ANALYTICS_PARTITIONS_START", START.isoformat())
+    target = ModuleTarget(
+        module_name="analytics_pipeline.definitions",
+        attribute=None,
+        working_directory=None,
+        location_name="analytics_pipeline",
+    )
+    parts = tenant_daily_partitions(START)
+    days = [f"2026-10-{d:02d}" for d in range(3, 13)]
+    wanted = [f"{day}|{tenant}" for tenant in TENANTS[:3] for day in days]
+    with create_test_daemon_workspace_context(target, registered) as context:
+        repo = load_remote_repo(context, "__repository__")
+        partition_set = repo.get_partition_set(f"{REFRESH_JOB}_partition_set")
+        backfill = PartitionBackfill(
+            backfill_id="job-resumed",
+            status=BulkActionStatus.REQUESTED,
+            from_failure=False,
+            tags={},
+            backfill_timestamp=0.0,
+            partition_set_origin=partition_set.get_remote_origin(),
+            partition_names=wanted,
+        )
+        # The first turn created tenant-001's run, then stopped.
+        first = registered.create_run_for_job(
+            dg.JobDefinition(graph_def=dg.GraphDefinition(name="noop", node_defs=[])),
+            tags={
+                "dagster/backfill": backfill.backfill_id,
+                RANGE_START_TAG: f"{days[0]}|tenant-001",
+                RANGE_END_TAG: f"{days[-1]}|tenant-001",
+            },
+        )
+        try:
+            logger = logging.getLogger("test")
+            ranges, checkpoint, more = backfill_runs._get_partitions_chunk(
+                registered, logger, backfill, 25, partition_set
+            )
+            assert (checkpoint, more) == (wanted[-1], False)
+            assert len(ranges) == 1
+            ranges_keys = _keys_in(parts, list(ranges), registered)  # type: ignore[arg-type]
+            assert sorted(ranges_keys) == sorted(k for k in wanted if not k.endswith("-001"))
+            later = backfill.with_partition_checkpoint(checkpoint)
+            assert backfill_runs._get_partitions_chunk(
+                registered, logger, later, 25, partition_set
+            ) == ([], wanted[-1], False)
+        finally:
+            registered.delete_run(first.run_id)
