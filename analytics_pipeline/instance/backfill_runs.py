@@ -30,7 +30,7 @@ later turn of the daemon finds nothing left and waits for the runs, as Dagster's
 last chunk. Dagster gives each range run of a job backfill the tags of the range's first
 partition, its dimension tags (`dagster/partition/tenant`, `.../date`) included, and a run with
 those refreshes that one partition only (every other partition of the range would stay
-missing): `create_backfill_run` here leaves them off range runs.
+missing; Dagster issue #28861): `create_backfill_run` here leaves them off range runs.
 
 Built on Dagster internals (the three module functions above, looked up by name on every call),
 pinned with Dagster in pyproject.toml. `install()` puts them in place in every process that
