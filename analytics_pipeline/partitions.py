@@ -178,15 +178,16 @@ class TenantWindow:
         return f"{self.tenant_id} {days}"
 
 
-def day_spans(days: Sequence[int]) -> list[tuple[int, int]]:
-    """Runs of consecutive days of `days` (sorted, distinct ordinals), as (first, last)."""
-    spans = [[days[0], days[0]]]
-    for day in days[1:]:
-        if day - spans[-1][1] == 1:
-            spans[-1][1] = day
+def consecutive_spans(values: Iterable[int]) -> list[tuple[int, int]]:
+    """Distinct integers (day ordinals, tenant positions) cut into maximal runs of consecutive
+    ones, in order, as (first, last) pairs."""
+    out: list[tuple[int, int]] = []
+    for value in sorted(values):
+        if out and out[-1][1] == value - 1:
+            out[-1] = (out[-1][0], value)
         else:
-            spans.append([day, day])
-    return [(a, b) for a, b in spans]
+            out.append((value, value))
+    return out
 
 
 def to_windows(partitions: Sequence[TenantDay]) -> list[TenantWindow]:

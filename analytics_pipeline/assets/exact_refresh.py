@@ -45,7 +45,7 @@ from analytics_pipeline.instance.planned_events import plan_materializations
 from analytics_pipeline.partitions import (
     TENANTS_PARTITIONS_NAME,
     TenantDay,
-    day_spans,
+    consecutive_spans,
     tenant_daily_partitions,
     validate_tenant_id,
 )
@@ -80,7 +80,7 @@ def encode_days(days: Mapping[str, Mapping[str, Sequence[int]]]) -> PartitionsCo
             encoded[name][tenant] = ",".join(
                 dt.date.fromordinal(first).isoformat()
                 + (_SPAN + dt.date.fromordinal(last).isoformat() if last > first else "")
-                for first, last in day_spans(ordinals)
+                for first, last in consecutive_spans(ordinals)
             )
     return encoded
 

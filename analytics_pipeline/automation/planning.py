@@ -26,7 +26,12 @@ import dagster as dg
 
 from analytics_pipeline.automation.exact_runs import ExactRun, exact_runs
 from analytics_pipeline.names import table_key
-from analytics_pipeline.partitions import MAX_PARTITIONS_PER_RUN, TenantDay, day_spans, range_tags
+from analytics_pipeline.partitions import (
+    MAX_PARTITIONS_PER_RUN,
+    TenantDay,
+    consecutive_spans,
+    range_tags,
+)
 from analytics_pipeline.run_tags import REASON_TAG, TENANT_TAG
 
 
@@ -86,7 +91,7 @@ def cover(
     #    stacked into one rectangle. Neither adds an unchanged partition.
     stripes: dict[tuple[int, int], list[int]] = {}
     for tenant in sorted(changed):
-        for span in day_spans(sorted(changed[tenant])):
+        for span in consecutive_spans(changed[tenant]):
             stripes.setdefault(span, []).append(tenant)
     rects: list[_Rect] = []
     for (first, last), tenants in stripes.items():

@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import dagster as dg
 from dagster._core.definitions import automation_tick_evaluation_context as _tick
@@ -59,7 +59,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from analytics_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
+from analytics_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, consecutive_spans
 
 # sha256 of the stock functions' sources, Dagster 1.13.27: a different one means an upgrade
 # changed how backfills become runs; review this module before moving the pin.
@@ -86,15 +86,14 @@ def job_stock_source_sha256() -> str:
     return hashlib.sha256(sources.encode()).hexdigest()
 
 
-def _stretches(indices: Iterable[int]) -> list[tuple[int, int]]:
-    """Sorted indices cut into maximal runs of consecutive ones, as (first, last) pairs."""
-    out: list[tuple[int, int]] = []
-    for i in sorted(indices):
-        if out and out[-1][1] == i - 1:
-            out[-1] = (out[-1][0], i)
-        else:
-            out.append((i, i))
-    return out
+def _two_dimensional(
+    partitions_def: dg.PartitionsDefinition | None,
+) -> TypeGuard[dg.MultiPartitionsDefinition]:
+    """Whether the rectangles apply: anything else takes Dagster's own path."""
+    return (
+        isinstance(partitions_def, dg.MultiPartitionsDefinition)
+        and len(partitions_def.partitions_defs) == 2
+    )
 
 
 def _chunks(first: int, last: int, size: int) -> list[tuple[int, int]]:
@@ -133,8 +132,8 @@ def covering_ranges(
     # days, as `analytics-pipeline backfill` cuts it (_bounded cuts the longer side).
     rectangles: list[tuple[tuple[int, int], tuple[int, int]]] = []
     for inners, outers in groups.items():
-        for o_first, o_last in _stretches(outers):
-            for i_first, i_last in _stretches(inners):
+        for o_first, o_last in consecutive_spans(outers):
+            for i_first, i_last in consecutive_spans(inners):
                 rectangles.extend(_bounded((o_first, o_last), (i_first, i_last), max_partitions))
     time_dim = 0 if isinstance(dims[0].partitions_def, dg.TimeWindowPartitionsDefinition) else 1
     rectangles.sort(key=lambda r: (r[time_dim], r[1 - time_dim]))
@@ -172,10 +171,7 @@ def _build_run_requests_with_backfill_policy(
     dynamic_partitions_store: Any,
 ) -> Sequence[dg.RunRequest]:
     """Dagster's function, but multi-partitioned keys become rectangles (module docstring)."""
-    if not (
-        isinstance(partitions_def, dg.MultiPartitionsDefinition)
-        and len(partitions_def.partitions_defs) == 2
-    ):
+    if not _two_dimensional(partitions_def):
         return _STOCK(  # type: ignore[no-any-return]
             asset_keys,
             asset_check_keys,
@@ -202,13 +198,6 @@ def _build_run_requests_with_backfill_policy(
     ]
 
 
-def _two_dimensional(partitions_def: dg.PartitionsDefinition | None) -> bool:
-    return (
-        isinstance(partitions_def, dg.MultiPartitionsDefinition)
-        and len(partitions_def.partitions_defs) == 2
-    )
-
-
 def _get_partitions_chunk(
     instance: dg.DagsterInstance,
     logger: Any,
@@ -224,12 +213,7 @@ def _get_partitions_chunk(
         else None
     )
     policy: dg.BackfillPolicy | None = partition_set.backfill_policy
-    if (
-        policy is None
-        or policy.max_partitions_per_run == 1
-        or not isinstance(partitions_def, dg.MultiPartitionsDefinition)
-        or not _two_dimensional(partitions_def)
-    ):
+    if policy is None or policy.max_partitions_per_run == 1 or not _two_dimensional(partitions_def):
         stock: tuple[Sequence[str | dg.PartitionKeyRange], str, bool] = _JOB_STOCK(
             instance, logger, backfill_job, chunk_size, partition_set
         )
