@@ -350,13 +350,16 @@ def test_erasure_forgets_the_tenant_everywhere_and_nothing_else(pipeline):
 
 
 def test_dagster_schema_is_the_one_the_eraser_knows(pipeline):
-    """Guard: fails when a Dagster upgrade adds, drops or changes a table or text column."""
+    """Guard: fails when a Dagster upgrade adds, drops or changes a table or text column. The
+    project's instance is on the compact layout (instance/compact_events.py): Dagster's tables
+    with `event_logs` and `asset_event_tags` under views."""
     engine = sa.create_engine(sa.make_url(p_admin_url()).set(database=pipeline["dagster_db"]))
     with engine.connect() as conn:
         live = dagster_schema.live_text_columns(conn)
-        dagster_schema.verify_known_schema(conn)
+        layout = dagster_schema.verify_known_schema(conn)
     engine.dispose()
-    assert live == {t: tuple(sorted(c)) for t, c in dagster_schema.KNOWN_TEXT_COLUMNS.items()}
+    assert layout is dagster_schema.COMPACT_TEXT_COLUMNS
+    assert live == {t: tuple(sorted(c)) for t, c in dagster_schema.COMPACT_TEXT_COLUMNS.items()}
 
 
 def test_tenant_quotes_are_whole_ids_and_previews_go():

@@ -81,6 +81,24 @@ KNOWN_TEXT_COLUMNS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+# The same database on the event storage's compact layout (instance/compact_events.py):
+# `event_logs` and `asset_event_tags` are views over these tables.
+COMPACT_TEXT_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    **{t: c for t, c in KNOWN_TEXT_COLUMNS.items() if t not in ("event_logs", "asset_event_tags")},
+    "event_log_rows": KNOWN_TEXT_COLUMNS["event_logs"],
+    "asset_event_tag_rows": KNOWN_TEXT_COLUMNS["asset_event_tags"],
+    "event_log_templates": (
+        "asset_key",
+        "dagster_event_type",
+        "pieces",
+        "run_id",
+        "step_key",
+        "tag_keys",
+    ),
+    "event_log_compact": ("partition", "vals"),
+}
+
+
 def dagster_engine(instance: dg.DagsterInstance) -> sa.Engine:
     """An engine on the one PostgreSQL database that holds the instance's runs and events."""
     urls = {
@@ -115,9 +133,13 @@ def live_text_columns(conn: sa.Connection) -> dict[str, tuple[str, ...]]:
     return {t: tuple(sorted(c)) for t, c in sorted(out.items())}
 
 
-def verify_known_schema(conn: sa.Connection) -> None:
-    """Refuse to touch a Dagster schema this module was not written against."""
+def verify_known_schema(conn: sa.Connection) -> Mapping[str, tuple[str, ...]]:
+    """Refuse to touch a Dagster schema this module was not written against; else its tables
+    and text columns (`KNOWN_TEXT_COLUMNS`, or `COMPACT_TEXT_COLUMNS` on the compact layout)."""
     live = live_text_columns(conn)
+    for layout in (COMPACT_TEXT_COLUMNS, KNOWN_TEXT_COLUMNS):
+        if live == {t: tuple(sorted(c)) for t, c in layout.items()}:
+            return layout
     known = {t: tuple(sorted(c)) for t, c in KNOWN_TEXT_COLUMNS.items()}
     if live != known:
         added = sorted(set(live.items()) - set(known.items()))
@@ -129,3 +151,4 @@ def verify_known_schema(conn: sa.Connection) -> None:
             "that module and instance/forget.py (which tables can quote a tenant) before "
             "erasing anything"
         )
+    return KNOWN_TEXT_COLUMNS

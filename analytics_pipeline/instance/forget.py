@@ -22,7 +22,6 @@ from dagster._serdes import deserialize_value
 
 from analytics_pipeline.errors import TenantLifecycleError
 from analytics_pipeline.instance.dagster_schema import (
-    KNOWN_TEXT_COLUMNS,
     dagster_engine,
     verify_known_schema,
 )
@@ -86,16 +85,17 @@ def count_quotes(instance: dg.DagsterInstance, tenant_id: str) -> dict[str, int]
     engine = dagster_engine(instance)
     try:
         with engine.connect() as conn:
-            verify_known_schema(conn)
-            return _count_quotes(conn, tenant_id)
+            return _count_quotes(conn, tenant_id, verify_known_schema(conn))
     finally:
         engine.dispose()
 
 
-def _count_quotes(conn: sa.Connection, tenant_id: str) -> dict[str, int]:
+def _count_quotes(
+    conn: sa.Connection, tenant_id: str, layout: Mapping[str, tuple[str, ...]]
+) -> dict[str, int]:
     pattern = quote_pattern(tenant_id)
     counts = {}
-    for name, columns in KNOWN_TEXT_COLUMNS.items():
+    for name, columns in layout.items():
         t = sa.table(name, *(sa.column(c) for c in columns))
         n = conn.execute(
             sa.select(sa.func.count()).where(
@@ -119,7 +119,7 @@ def forget_tenant(instance: dg.DagsterInstance, tenant_id: str, pseudonym: str) 
     done: dict[str, int] = {}
     try:
         with engine.connect() as conn:
-            verify_known_schema(conn)
+            layout = verify_known_schema(conn)
             deleted_runs = _delete_tenant_runs(instance, conn, tenant_id)
             done["runs_deleted"] = len(deleted_runs)
         with engine.begin() as conn:
@@ -133,8 +133,8 @@ def forget_tenant(instance: dg.DagsterInstance, tenant_id: str, pseudonym: str) 
                 instance.delete_dynamic_partition(name, tenant_id)
                 done["partitions_removed"] += 1
         with engine.begin() as conn:
-            done["other_rows_scrubbed"] = _scrub_everything(conn, tenant_id, pseudonym)
-            left = _count_quotes(conn, tenant_id)
+            done["other_rows_scrubbed"] = _scrub_everything(conn, tenant_id, pseudonym, layout)
+            left = _count_quotes(conn, tenant_id, layout)
         instance.wipe_asset_cached_status(instance.get_asset_keys())
     finally:
         engine.dispose()
@@ -216,11 +216,13 @@ def _scrub_run_tags(
     return len(rows)
 
 
-def _scrub_everything(conn: sa.Connection, tenant_id: str, pseudonym: str) -> int:
+def _scrub_everything(
+    conn: sa.Connection, tenant_id: str, pseudonym: str, layout: Mapping[str, tuple[str, ...]]
+) -> int:
     """The catch-all: any other text that quotes the tenant (ticks, cursors, backfills)."""
     pattern = quote_pattern(tenant_id)
     scrubbed = 0
-    for name, columns in KNOWN_TEXT_COLUMNS.items():
+    for name, columns in layout.items():
         t = sa.table(name, sa.column("ctid"), *(sa.column(c) for c in columns))
         for column in columns:
             rows = conn.execute(

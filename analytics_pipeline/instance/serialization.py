@@ -36,9 +36,11 @@ _TIMESTAMP_SLOT = 1_000_000_000.5
 
 # Values of one event, in slot order; None when the event does not fit the template.
 _Extract = Callable[[Any], list[object] | None]
+# A probe: the event data with placeholders, its extractor, and the tag keys of slots 1, 2, ...
+_Probe = tuple[Any, _Extract, tuple[str, ...]]
 
 
-def _materialization_probe(data: StepMaterializationData) -> tuple[Any, _Extract] | None:
+def _materialization_probe(data: StepMaterializationData) -> _Probe | None:
     mat = data.materialization
     metadata = dict(mat.metadata)
     if not all(type(v) is dg.IntMetadataValue for v in metadata.values()):
@@ -83,10 +85,10 @@ def _materialization_probe(data: StepMaterializationData) -> tuple[Any, _Extract
             *(int(cast("int", m.metadata[k].value)) for k in meta_keys),
         ]
 
-    return probe, extract
+    return probe, extract, tuple(tag_keys)
 
 
-def _planned_probe(data: AssetMaterializationPlannedData) -> tuple[Any, _Extract] | None:
+def _planned_probe(data: AssetMaterializationPlannedData) -> _Probe | None:
     if data.partitions_subset is not None:
         return None
     rest = data._replace(partition=None)
@@ -100,10 +102,10 @@ def _planned_probe(data: AssetMaterializationPlannedData) -> tuple[Any, _Extract
             return None
         return [str(other.partition)]
 
-    return data._replace(partition=_SLOT.format(0)), extract
+    return data._replace(partition=_SLOT.format(0)), extract, ()
 
 
-def _probe_for(data: object) -> tuple[Any, _Extract] | None:
+def _probe_for(data: object) -> _Probe | None:
     if type(data) is StepMaterializationData:
         return _materialization_probe(data)
     if type(data) is AssetMaterializationPlannedData:
@@ -119,11 +121,12 @@ class BatchSerializer:
         self._pieces: list[str] = []
         self._order: list[int] = []
         self._extract: _Extract | None = None
+        self._tag_keys: tuple[str, ...] = ()
         event = first.dagster_event
         probe = _probe_for(event.event_specific_data) if event is not None else None
         if event is None or probe is None:
             return
-        probe_data, extract = probe
+        probe_data, extract, self._tag_keys = probe
         values = extract(event.event_specific_data)
         if values is None:
             return
@@ -160,23 +163,46 @@ class BatchSerializer:
         self._pieces.append(template[cursor:])
         return True
 
-    def serialize(self, event: EventLogEntry) -> str:
-        """Exactly `serialize_value(event)`, computed cheaply when the event fits."""
+    @property
+    def pieces(self) -> list[str]:
+        """The template's text around its values (one more piece than values); [] if none."""
+        return list(self._pieces) if self._extract is not None else []
+
+    @property
+    def tag_positions(self) -> dict[str, int]:
+        """Each tag key of the template's events -> 1-based position of its value in `values`."""
+        return {key: self._order.index(1 + i) + 1 for i, key in enumerate(self._tag_keys)}
+
+    def values(self, event: EventLogEntry) -> list[str] | None:
+        """The event's JSON-encoded values in template order, or None when it does not fit:
+        the template's pieces interleaved with them are exactly `serialize_value(event)`."""
         if self._extract is None or event.dagster_event is None:
-            return serialize_value(event)
+            return None
         values = self._extract(event.dagster_event.event_specific_data)
         if (
             values is None
             or event._replace(timestamp=0.0, dagster_event=None) != self._rest
             or event.dagster_event._replace(event_specific_data=None) != self._event_rest
         ):
-            return serialize_value(event)
+            return None
         values.append(event.timestamp)
-        out = [self._pieces[0]]
-        for index, piece in zip(self._order, self._pieces[1:], strict=True):
-            out.append(json.dumps(values[index]))
-            out.append(piece)
-        return "".join(out)
+        return [json.dumps(values[index]) for index in self._order]
+
+    def serialize(self, event: EventLogEntry) -> str:
+        """Exactly `serialize_value(event)`, computed cheaply when the event fits."""
+        values = self.values(event)
+        if values is None:
+            return serialize_value(event)
+        return fill(self._pieces, values)
+
+
+def fill(pieces: Sequence[str], values: Sequence[str]) -> str:
+    """A template's pieces with its values in between (what compact_events' SQL does too)."""
+    out = [pieces[0]]
+    for value, piece in zip(values, pieces[1:], strict=True):
+        out.append(value)
+        out.append(piece)
+    return "".join(out)
 
 
 def serialize_batch(events: Sequence[EventLogEntry]) -> list[str]:

@@ -36,6 +36,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
+from dagster._core.event_api import EventLogRecord, EventRecordsFilter
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.schema import AssetEventTagsTable, SqlEventLogStorageTable
@@ -44,17 +46,22 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine
 
-from analytics_pipeline.instance import backfill_logs, backfill_runs
+from analytics_pipeline.instance import backfill_logs, backfill_runs, compact_events
 from analytics_pipeline.instance.concurrency import SafePoolInitialization
 from analytics_pipeline.instance.database import instance_database_url
 from analytics_pipeline.instance.planned_events import incomplete_attempts
-from analytics_pipeline.instance.serialization import serialize_batch
+from analytics_pipeline.instance.serialization import BatchSerializer
 
 # Every process that loads the project's instance (daemon, webserver, CLI) turns multi-partition
 # backfills into a few rectangular runs instead of one run per tenant (instance/backfill_runs.py)
 # and logs a large backfill's subsets as counts, not megabytes of keys (instance/backfill_logs.py).
 backfill_runs.install()
 backfill_logs.install()
+
+# The tables under the views of the compact layout (instance/compact_events.py), with Dagster's
+# columns: rows written here directly skip the views' triggers.
+_EVENT_ROWS = SqlEventLogStorageTable.to_metadata(sa.MetaData(), name=compact_events.EVENT_ROWS)
+_TAG_ROWS = AssetEventTagsTable.to_metadata(sa.MetaData(), name=compact_events.TAG_ROWS)
 
 EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 DEFAULT_EVENT_BATCH_SIZE = 1000
@@ -133,6 +140,11 @@ class PooledPostgresEventLogStorage(
             pool_recycle=300,
         )
         stock.dispose()
+        # The compact layout, unless the tables are someone else's to create (and convert).
+        if self.should_autocreate_tables:
+            compact_events.install(self._engine)
+        with self._engine.connect() as conn:
+            self._compact = compact_events.is_installed(conn)
         if event_batch_size > 0:
             os.environ.setdefault(EVENT_BATCH_SIZE_ENV, str(event_batch_size))
 
@@ -147,34 +159,90 @@ class PooledPostgresEventLogStorage(
                 super().store_event_batch(chunk)
 
     def _store_asset_events(self, events: Sequence[EventLogEntry]) -> None:
-        """What the stock `store_event` writes for each event, in three statements for all.
+        """What the stock `store_event` writes for each event, in a few statements for all.
 
-        The event rows go in as one executemany (SQLAlchemy's insertmanyvalues: a few large
-        INSERT ... VALUES ... RETURNING, ids in the order given), serialized from one template
-        per batch (instance/serialization.py); then their tags, then each asset's row in
+        The batch's JSON comes from one template (instance/serialization.py). On the compact
+        layout (instance/compact_events.py) the events that fit the template are stored as the
+        template once and their values; the others as rows of their own, with their tags. Ids
+        come from Dagster's sequence, in the batch's order. Then each asset's row in
         asset_keys, from its last event (every event of an asset overwrites the same columns:
         last run id, timestamp, last materialization).
         """
-        serialized = serialize_batch(events)
+        serializer = BatchSerializer(events[0])
         keys: dict[dg.AssetKey, str] = {}  # AssetKey.to_string() is a json.dumps: once per key
         # dagster-postgres leaves this helper unannotated (it returns a naive UTC datetime).
         stamps = [self._event_insert_timestamp(event) for event in events]  # type: ignore[no-untyped-call]
+        values = [serializer.values(event) if self._compact else None for event in events]
+        if sum(v is not None for v in values) < 2:  # a template would cost more than it saves
+            values = [None] * len(events)
         rows = [
-            self._row(event, text, stamp, keys)
-            for event, text, stamp in zip(events, serialized, stamps, strict=True)
+            self._row(event, serializer.serialize(event) if v is None else "", stamp, keys)
+            for event, v, stamp in zip(events, values, stamps, strict=True)
         ]
-        insert = SqlEventLogStorageTable.insert().returning(
-            SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
-        )
-        with self._connect() as conn:
-            event_ids = [int(row[0]) for row in conn.execute(insert, rows).all()]
-        tag_rows = self._tag_rows(events, event_ids, stamps, keys)
-        last_by_asset = {row["asset_key"]: i for i, row in enumerate(rows)}
+        # One transaction: no template without its events, no event without its tags.
         with self.index_transaction() as conn:
-            if tag_rows and self.has_table(AssetEventTagsTable.name):
+            if self._compact:
+                event_ids = compact_events.next_ids(conn, len(events))
+                self._insert_compact(conn, events[0], serializer, rows, values, event_ids)
+            else:
+                insert = SqlEventLogStorageTable.insert().returning(
+                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                )
+                event_ids = [int(row[0]) for row in conn.execute(insert, rows).all()]
+            own = [i for i, v in enumerate(values) if v is None]
+            tag_rows = self._tag_rows(
+                [events[i] for i in own],
+                [event_ids[i] for i in own],
+                [stamps[i] for i in own],
+                keys,
+            )
+            if tag_rows and self._compact:
+                conn.execute(_TAG_ROWS.insert(), tag_rows)
+            elif tag_rows and self.has_table(AssetEventTagsTable.name):
                 conn.execute(AssetEventTagsTable.insert(), tag_rows)
+            last_by_asset = {row["asset_key"]: i for i, row in enumerate(rows)}
             for i in last_by_asset.values():
                 self._store_asset_event(conn, events[i], event_ids[i])
+
+    def _insert_compact(
+        self,
+        conn: sa.Connection,
+        first: EventLogEntry,
+        serializer: BatchSerializer,
+        rows: Sequence[dict[str, Any]],
+        values: Sequence[list[str] | None],
+        event_ids: Sequence[int],
+    ) -> None:
+        """The batch's rows on the compact layout: a template and the values of the events that
+        fit it, rows of their own for the others."""
+        own = [
+            {"id": event_id, **row}
+            for event_id, row, v in zip(event_ids, rows, values, strict=True)
+            if v is None
+        ]
+        if own:
+            conn.execute(_EVENT_ROWS.insert(), own)
+        if len(own) == len(rows):
+            return
+        indexed = self.get_asset_tags_to_index(set(serializer.tag_positions))
+        positions = {k: p for k, p in serializer.tag_positions.items() if k in indexed}
+        template_id = compact_events.insert_template(
+            conn, compact_events.template_row(first, serializer.pieces, positions)
+        )
+        compact_events.insert_compact(
+            conn,
+            [
+                {
+                    "id": event_id,
+                    "template_id": template_id,
+                    "timestamp": row["timestamp"],
+                    "partition": row["partition"],
+                    "vals": compact_events.join_values(v),
+                }
+                for event_id, row, v in zip(event_ids, rows, values, strict=True)
+                if v is not None
+            ],
+        )
 
     @staticmethod
     def _key(asset_key: dg.AssetKey | None, keys: dict[dg.AssetKey, str]) -> str | None:
@@ -233,6 +301,32 @@ class PooledPostgresEventLogStorage(
                 if key in indexed[names]
             )
         return rows
+
+    def _init_db(self) -> None:
+        # dagster-postgres creates its tables when `event_logs` is not among the database's
+        # tables; on the compact layout it is a view, and everything exists already.
+        with self._engine.connect() as conn:
+            if compact_events.is_installed(conn):
+                return
+        super()._init_db()
+
+    def _get_event_records(
+        self,
+        event_records_filter: EventRecordsFilter,
+        limit: int | None = None,
+        ascending: bool = False,
+    ) -> Sequence[EventLogRecord]:
+        # Dagster's query selects ids and events, ordered by id, limited. Through the view,
+        # PostgreSQL fills in the JSON of every compact event that matches before it sorts
+        # (7 s for the 25 latest materializations of an asset with 365,000 partitions): so the
+        # ids first (no JSON filled), then the events of those ids. compact_events.py pins it.
+        if not self._compact or not limit:
+            return super()._get_event_records(event_records_filter, limit, ascending)
+        query = compact_events.ids_query(self, event_records_filter, limit, ascending)
+        with self.index_connection() as conn:
+            ids = [int(i) for i in conn.execute(query).scalars()]
+            texts = compact_events.events_by_id(conn, ids)
+        return compact_events.records(ids, texts)
 
     @property
     def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
