@@ -17,9 +17,11 @@ read (partition status, staleness, a partition's history in the UI, the backfill
 progress, a run's event log) and the project's own SQL (erasure, retention) work unchanged;
 writes, updates and deletes through the views land on the tables underneath (INSTEAD OF
 triggers). Ids come from Dagster's own `event_logs_id_seq`, so the two kinds interleave in id
-order as they were stored. One Dagster read is split in two (`ids_query`, `records`): through
-the view, PostgreSQL fills in the JSON of every matching compact event before it sorts and
-limits, so "the latest 25 of an asset" would fill 365,000 of them; the ids come first.
+order as they were stored. Two Dagster reads are split in two (`ids_query` and `records`;
+`latest_events_by_asset`): through the view, PostgreSQL fills in the JSON of every matching
+compact event before it sorts and limits, or before it joins to a list of ids, so "the latest 25
+of an asset" would fill 365,000 of them, and the freshness daemon's latest state per asset all
+of them; the ids come first.
 
 Built on Dagster's schema (the columns of `event_logs` and `asset_event_tags`) and on
 `_get_event_records` (pinned by its source's hash), with Dagster pinned in pyproject.toml:
@@ -38,8 +40,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import dagster as dg
 import sqlalchemy as sa
 from dagster._core.event_api import EventLogRecord, EventRecordsFilter
+from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
@@ -219,6 +223,37 @@ def stock_event_records_sha256() -> str:
     return hashlib.sha256(
         inspect.getsource(SqlEventLogStorage._get_event_records).encode()
     ).hexdigest()
+
+
+# sha256 of `SqlEventLogStorage.get_freshness_state_records`, Dagster 1.13.27: the storage
+# reads the same latest event per asset in two steps (`latest_events_by_asset`).
+STOCK_FRESHNESS_SHA256 = "91824242e0853f1990fca65a08ad2ec5b80f2ed544c53c17638d325405e0cf60"
+
+
+def stock_freshness_sha256() -> str:
+    """The sha256 of the installed Dagster's `get_freshness_state_records`."""
+    source = inspect.getsource(SqlEventLogStorage.get_freshness_state_records)
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def latest_events_by_asset(
+    storage: SqlEventLogStorage, keys: Sequence[dg.AssetKey], event_type: DagsterEventType
+) -> list[str]:
+    """The JSON of each asset's latest event of `event_type`: the ids first (no JSON filled
+    in), then those events."""
+    table = SqlEventLogStorageTable
+    latest = (
+        sa.select(sa.func.max(table.c.id))
+        .where(
+            table.c.asset_key.in_([key.to_string() for key in keys]),
+            table.c.dagster_event_type == event_type.value,
+        )
+        .group_by(table.c.asset_key)
+    )
+    with storage.index_connection() as conn:
+        ids = sorted(int(i) for i in conn.execute(latest).scalars())
+        texts = events_by_id(conn, ids)
+    return [texts[i] for i in ids if i in texts]
 
 
 def ids_query(
